@@ -1,0 +1,96 @@
+# AIFX developer commands. `make setup` once, then `make run` / `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+SITE = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+# The training environment: TensorFlow lives only here, never in $(VENV).
+TRAIN_VENV := .train-venv
+TRAIN_PY := $(TRAIN_VENV)/bin/python
+TRAIN_SITE = $(shell $(TRAIN_PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+TRAIN_STAMP := $(TRAIN_VENV)/.installed
+ARGS ?=
+
+.PHONY: setup gen lint format test test-fast run bench lock clean help train train-setup
+
+help:
+	@echo "make setup   create .venv, install pinned dependencies, generate code"
+	@echo "make gen     regenerate gen/ from proto/"
+	@echo "make run     start the whole stack (Ctrl-C stops it)"
+	@echo "make test    run the whole test-suite"
+	@echo "make lint    ruff, contract lint (buf), gen/ freshness"
+	@echo "make bench   run the benchmarks under bench/"
+	@echo "make train-setup  create .train-venv (TensorFlow, tf2onnx) for training"
+	@echo "make train   train the LSTM into the next models/lstm/<version>/ (ARGS=... for"
+	@echo "             options, e.g. ARGS='--epochs 5'; see ARGS=--help)"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+setup: $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	@# TF Serving's stubs without TensorFlow: see scripts/install_tf_compat.py.
+	$(PY) scripts/install_tf_compat.py
+	@# Put the repository and gen/ on the virtualenv's import path (services import
+	@# `common`, `auth_svc` and the generated `aifx` packages).
+	printf '%s\n%s\n' "$(CURDIR)" "$(CURDIR)/gen" > "$(SITE)/aifx-paths.pth"
+	@# gen/ is committed; generate only when it is missing, so the freshness check in
+	@# `make lint`/`make test` still catches a contract edited without `make gen`.
+	test -d gen/aifx || $(MAKE) gen
+
+gen:
+	$(PY) scripts/protogen.py
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/buf lint 'gen/aifx_descriptor.pb#format=binpb' --exclude-path google
+	$(PY) scripts/check_gen_fresh.py
+
+format:
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test:
+	$(BIN)/pytest
+
+run:
+	$(PY) -m common.migrations
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
+
+bench:
+	$(PY) bench/getme_load.py
+	$(PY) bench/model_server_load.py
+	$(PY) bench/inference_load.py
+
+# `train-setup` always (re)installs; `train` installs only when the requirement files
+# changed since the last install. requirements.lock is installed without
+# tensorflow-protobuf, whose `tensorflow` package would shadow real TensorFlow's (see
+# requirements-train.txt).
+$(TRAIN_PY):
+	$(PYTHON) -m venv $(TRAIN_VENV)
+
+train-setup: $(TRAIN_PY)
+	$(TRAIN_PY) -m pip install --quiet --upgrade pip
+	grep -v -i '^tensorflow-protobuf==' requirements.lock > $(TRAIN_VENV)/runtime-requirements.txt
+	$(TRAIN_PY) -m pip install --quiet -r $(TRAIN_VENV)/runtime-requirements.txt -r requirements-train.txt
+	printf '%s\n%s\n' "$(CURDIR)" "$(CURDIR)/gen" > "$(TRAIN_SITE)/aifx-paths.pth"
+	TF_CPP_MIN_LOG_LEVEL=2 TF_ENABLE_ONEDNN_OPTS=0 $(TRAIN_PY) -c 'import tensorflow as tf, tf2onnx, \
+	  matplotlib, onnxruntime, inference.training.pipeline; \
+	  print("training environment: TensorFlow", tf.__version__, "tf2onnx", tf2onnx.__version__)'
+	touch $(TRAIN_STAMP)
+
+$(TRAIN_STAMP): requirements.lock requirements-train.txt
+	$(MAKE) train-setup
+
+train: $(TRAIN_STAMP)
+	$(TRAIN_PY) -m inference.training $(ARGS)
+
+lock:
+	$(PY) -m pip freeze --exclude-editable --exclude tensorflow-serving-api > requirements.lock
+
+clean:
+	rm -rf var .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""auth_svc: accounts, passwords, access and refresh tokens, preferences."""

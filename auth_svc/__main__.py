@@ -1,0 +1,3 @@
+from auth_svc.server import main
+
+main()

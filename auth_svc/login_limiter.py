@@ -1,0 +1,79 @@
+"""Failed-login rate limits per identifier and per client address, with `limits`.
+
+Only failures count, so a user who types their password right is never slowed by
+someone else hammering their name from elsewhere more than the per-identifier limit.
+Counters live in Redis when configured (shared by every replica), in process otherwise;
+if Redis fails mid-flight the limiter falls back to its in-process counters rather than
+letting logins through unlimited or failing them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+
+from common.errors import RateLimited
+from common.kv import REDIS_ERRORS, Cooldown, fail_fast_options
+from common.settings import Settings
+
+T = TypeVar("T")
+
+
+class LoginLimiter:
+    def __init__(self, settings: Settings) -> None:
+        self._per_identifier = parse(settings.login_failure_limit_per_identifier)
+        self._per_address = parse(settings.login_failure_limit_per_address)
+        self._memory = MovingWindowRateLimiter(MemoryStorage())
+        self._storage: Storage | None = None
+        self._shared: MovingWindowRateLimiter | None = None
+        self._cooldown = Cooldown()
+        if settings.redis_url:
+            self._storage = RedisStorage(
+                "async+" + settings.redis_url,
+                implementation="redispy",
+                key_prefix=f"{settings.redis_prefix}login",
+                wrap_exceptions=True,
+                **fail_fast_options(),
+            )
+            self._shared = MovingWindowRateLimiter(self._storage)
+
+    def _buckets(self, identifier: str, address: str) -> list[tuple[RateLimitItem, str]]:
+        return [(self._per_identifier, f"id:{identifier}"), (self._per_address, f"ip:{address}")]
+
+    async def check(self, identifier: str, address: str) -> None:
+        """Raise RateLimited (with the wait) when either bucket is exhausted."""
+        for item, key in self._buckets(identifier, address):
+            if not await self._test(item, key):
+                wait = max(1.0, await self._reset_time(item, key) - time.time())
+                raise RateLimited(
+                    f"too many failed logins; try again in {int(wait + 0.999)} s",
+                    retry_after_seconds=wait,
+                )
+
+    async def record_failure(self, identifier: str, address: str) -> None:
+        for item, key in self._buckets(identifier, address):
+            await self._hit(item, key)
+
+    async def _test(self, item: RateLimitItem, key: str) -> bool:
+        return await self._with_fallback(lambda limiter: limiter.test(item, key))
+
+    async def _reset_time(self, item: RateLimitItem, key: str) -> float:
+        stats = await self._with_fallback(lambda limiter: limiter.get_window_stats(item, key))
+        return float(stats.reset_time)
+
+    async def _hit(self, item: RateLimitItem, key: str) -> bool:
+        return await self._with_fallback(lambda limiter: limiter.hit(item, key))
+
+    async def _with_fallback(self, op: Callable[[MovingWindowRateLimiter], Awaitable[T]]) -> T:
+        if self._shared is not None and not self._cooldown.active:
+            try:
+                return await op(self._shared)
+            except (StorageError, *REDIS_ERRORS) as exc:
+                self._cooldown.trip("rate limit", exc)
+        return await op(self._memory)

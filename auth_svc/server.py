@@ -1,0 +1,92 @@
+"""Wiring of auth_svc: build its parts from settings and serve them. No logic here."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from aifx.auth.v1 import auth_pb2, auth_pb2_grpc
+from auth_svc.accounts import Accounts
+from auth_svc.login_limiter import LoginLimiter
+from auth_svc.passwords import PasswordHasher
+from auth_svc.service import AuthInternalService, AuthService
+from auth_svc.signing_keys import load_signing_key
+from auth_svc.tokens import TokenIssuer
+from common.access_tokens import AccessTokenVerifier
+from common.db import create_engine, session_factory
+from common.kv import create_store
+from common.logging import configure_logging
+from common.revocation import RevocationList
+from common.server import ServiceSpec, serve_forever
+from common.service_credentials import load_service_token
+from common.settings import Settings, get_settings
+
+SERVICE_NAMES = [
+    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+    auth_pb2.DESCRIPTOR.services_by_name["AuthInternalService"].full_name,
+]
+
+
+def build(settings: Settings) -> ServiceSpec:
+    """auth_svc's servicers and the resources they hold, ready to serve."""
+    engine = create_engine(settings)
+    signing_key = load_signing_key(settings)
+    store = create_store(settings, settings.effective_revocation_prefix)
+    revocations = RevocationList(store)
+    hasher = PasswordHasher(settings.bcrypt_rounds, settings.password_hash_workers)
+    accounts = Accounts(
+        sessions=session_factory(engine),
+        hasher=hasher,
+        issuer=TokenIssuer(
+            signing_key,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            access_ttl=settings.access_token_ttl_seconds,
+            refresh_ttl=settings.refresh_token_ttl_seconds,
+        ),
+        verifier=AccessTokenVerifier(
+            signing_key.jwks(),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            is_revoked=revocations.is_revoked,
+        ),
+        limiter=LoginLimiter(settings),
+        revocations=revocations,
+    )
+    service_token = load_service_token(settings)
+
+    def register(server: grpc.aio.Server) -> None:
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(
+            AuthService(accounts, signing_key, settings.trusted_proxies), server
+        )
+        auth_pb2_grpc.add_AuthInternalServiceServicer_to_server(
+            AuthInternalService(accounts, service_token), server
+        )
+
+    async def release() -> None:
+        hasher.close()
+        await store.close()
+        await engine.dispose()
+
+    return ServiceSpec(
+        name="auth_svc", register=register, service_names=SERVICE_NAMES, on_stop=[release]
+    )
+
+
+async def serve(settings: Settings) -> None:
+    """Build inside the running event loop (gRPC channels bind to the loop that creates
+    them), then serve until SIGTERM/SIGINT."""
+    await serve_forever(
+        build(settings), settings.bind_host, settings.auth_port, settings.auth_metrics_port
+    )
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings, "auth_svc")
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""gRPC servicers of auth_svc: translate proto ⇄ domain and nothing more."""
+
+from __future__ import annotations
+
+import grpc
+
+from aifx.auth.v1 import auth_pb2, auth_pb2_grpc
+from auth_svc.accounts import PREFERENCE_FIELDS, Accounts, Preferences, SignedIn, User
+from auth_svc.signing_keys import SigningKey
+from auth_svc.tokens import IssuedTokens
+from auth_svc.validation import PreferencesInput
+from common.access_tokens import AccessClaims
+from common.grpc_metadata import bearer_token, client_address, require_service_token
+from common.proto_convert import TIMEFRAME_FROM_PROTO, TIMEFRAME_TO_PROTO, timestamp
+
+
+def user_message(user: User) -> auth_pb2.User:
+    return auth_pb2.User(
+        id=user.id,
+        email=user.email,
+        username=user.username,
+        create_time=timestamp(user.created_at),
+    )
+
+
+def token_pair(tokens: IssuedTokens) -> auth_pb2.TokenPair:
+    return auth_pb2.TokenPair(
+        access_token=tokens.access_token,
+        token_type="Bearer",  # noqa: S106 (the OAuth token type, not a secret)
+        expires_in=tokens.expires_in,
+        refresh_token=tokens.refresh_token,
+        refresh_expire_time=timestamp(tokens.refresh_expires_at),
+    )
+
+
+def preferences_message(preferences: Preferences) -> auth_pb2.Preferences:
+    return auth_pb2.Preferences(
+        pairs=preferences.pairs,
+        timeframes=[TIMEFRAME_TO_PROTO[tf] for tf in preferences.timeframes],
+        min_confidence=preferences.min_confidence,
+        notify_discord=preferences.notify_discord,
+        notify_browser=preferences.notify_browser,
+        update_time=timestamp(preferences.updated_at),
+    )
+
+
+def implied_mask(message: auth_pb2.Preferences) -> list[str]:
+    """AIP-134: with no update_mask, update the fields the client sent. Scalars have
+    presence (proto3 `optional`); a repeated field counts when it is non-empty."""
+    present = [field.name for field, _ in message.ListFields()]
+    return [name for name in present if name in PREFERENCE_FIELDS]
+
+
+def preferences_input(message: auth_pb2.Preferences) -> PreferencesInput:
+    return PreferencesInput(
+        pairs=list(message.pairs),
+        timeframes=[TIMEFRAME_FROM_PROTO.get(value) for value in message.timeframes],
+        min_confidence=message.min_confidence,
+        notify_discord=message.notify_discord,
+        notify_browser=message.notify_browser,
+    )
+
+
+class AuthService(auth_pb2_grpc.AuthServiceServicer):
+    def __init__(self, accounts: Accounts, signing_key: SigningKey, trusted_proxies: list[str]):
+        self._accounts = accounts
+        self._signing_key = signing_key
+        self._trusted_proxies = trusted_proxies
+
+    async def _caller(self, context: grpc.aio.ServicerContext) -> AccessClaims:
+        return await self._accounts.authenticate(bearer_token(context))
+
+    @staticmethod
+    def _signed_in(result: SignedIn) -> tuple[auth_pb2.User, auth_pb2.TokenPair]:
+        return user_message(result.user), token_pair(result.tokens)
+
+    async def Register(self, request, context):  # noqa: N802
+        user, tokens = self._signed_in(
+            await self._accounts.register(request.email, request.username, request.password)
+        )
+        return auth_pb2.RegisterResponse(user=user, tokens=tokens)
+
+    async def Login(self, request, context):  # noqa: N802
+        address = client_address(context, self._trusted_proxies)
+        user, tokens = self._signed_in(
+            await self._accounts.login(request.identifier, request.password, address)
+        )
+        return auth_pb2.LoginResponse(user=user, tokens=tokens)
+
+    async def Refresh(self, request, context):  # noqa: N802
+        tokens = await self._accounts.refresh(request.refresh_token)
+        return auth_pb2.RefreshResponse(tokens=token_pair(tokens))
+
+    async def Logout(self, request, context):  # noqa: N802
+        await self._accounts.logout(request.refresh_token, bearer_token(context))
+        return auth_pb2.LogoutResponse()
+
+    async def GetMe(self, request, context):  # noqa: N802
+        claims = await self._caller(context)
+        return auth_pb2.GetMeResponse(
+            user=user_message(await self._accounts.get_user(claims.subject))
+        )
+
+    async def GetPreferences(self, request, context):  # noqa: N802
+        claims = await self._caller(context)
+        preferences = await self._accounts.get_preferences(claims.subject)
+        return auth_pb2.GetPreferencesResponse(preferences=preferences_message(preferences))
+
+    async def UpdatePreferences(self, request, context):  # noqa: N802
+        claims = await self._caller(context)
+        preferences = await self._accounts.update_preferences(
+            claims.subject,
+            preferences_input(request.preferences),
+            list(request.update_mask.paths) or implied_mask(request.preferences),
+        )
+        return auth_pb2.UpdatePreferencesResponse(preferences=preferences_message(preferences))
+
+    async def GetJwks(self, request, context):  # noqa: N802
+        return auth_pb2.GetJwksResponse(
+            keys=[auth_pb2.Jwk(**key) for key in self._signing_key.jwks()["keys"]]
+        )
+
+
+class AuthInternalService(auth_pb2_grpc.AuthInternalServiceServicer):
+    def __init__(self, accounts: Accounts, service_token: str) -> None:
+        self._accounts = accounts
+        self._service_token = service_token
+
+    async def GetUserPreferences(self, request, context):  # noqa: N802
+        require_service_token(context, self._service_token)
+        user = await self._accounts.get_user(request.user_id)
+        preferences = await self._accounts.get_preferences(user.id)
+        return auth_pb2.GetUserPreferencesResponse(
+            user=user_message(user), preferences=preferences_message(preferences)
+        )

@@ -1,0 +1,2 @@
+"""What every AIFX service shares: settings, logging, persistence, Redis, errors, token
+verification and the gRPC server bootstrap."""

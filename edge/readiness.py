@@ -1,0 +1,102 @@
+"""The `ready` line of `make run`: waits until every component answers its health
+check, prints where to reach the stack, then stays up (honcho stops the whole stack
+when any of its processes exits)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import urllib.request
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from common.settings import Settings, get_settings
+
+TIMEOUT_SECONDS = 60.0
+
+
+async def grpc_serving(address: str) -> bool:
+    async with grpc.aio.insecure_channel(address) as channel:
+        try:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=1.0
+            )
+        except grpc.aio.AioRpcError:
+            return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310 (loopback URL)
+            return response.status == 200
+    except OSError:
+        return False
+
+
+async def wait_until(name: str, probe, deadline: float) -> None:  # type: ignore[no-untyped-def]
+    while time.monotonic() < deadline:
+        if await probe():
+            print(f"ready: {name}", flush=True)
+            return
+        await asyncio.sleep(0.2)
+    raise SystemExit(f"{name} did not become healthy within {TIMEOUT_SECONDS:.0f} s")
+
+
+async def wait_for_stack(settings: Settings) -> None:
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    host = settings.bind_host
+    services = {
+        "model server (TF Serving API)": settings.model_server_port,
+        "inference": settings.inference_port,
+        "auth_svc": settings.auth_port,
+        "signal_svc": settings.signal_port,
+    }
+    for name, port in services.items():
+        await wait_until(
+            f"{name} (gRPC {host}:{port})",
+            lambda port=port: grpc_serving(f"{host}:{port}"),
+            deadline,
+        )
+    public = f"http://127.0.0.1:{settings.envoy_port}"
+    await wait_until(
+        f"envoy ({public})",
+        lambda: asyncio.to_thread(http_ok, f"{public}/api/v1/auth/jwks"),
+        deadline,
+    )
+    print(
+        "\nAIFX is up.\n"
+        f"  REST (Envoy)      {public}/api/v1/...   e.g. curl {public}/api/v1/auth/jwks\n"
+        f"  gRPC auth_svc     {host}:{settings.auth_port}   "
+        f"e.g. grpcurl -plaintext {host}:{settings.auth_port} list\n"
+        f"  gRPC signal_svc   {host}:{settings.signal_port}   (replaying real EUR/USD "
+        f"history at {settings.replay_speed:g}x)\n"
+        f"  Signals (SSE)     {public}/api/v1/trading/signals:stream?access_token=...\n"
+        f"  gRPC inference    {host}:{settings.inference_port}   (service credential: "
+        f"var/service-token)\n"
+        f"  Model server      {host}:{settings.model_server_port}   (TensorFlow Serving API, "
+        f"model {settings.model_name})\n"
+        f"  Envoy admin       http://127.0.0.1:{settings.envoy_admin_port}\n"
+        f"  Metrics           http://{host}:{settings.auth_metrics_port}/metrics (auth), "
+        f":{settings.signal_metrics_port} (signal), "
+        f":{settings.inference_metrics_port} (inference), "
+        f":{settings.model_server_metrics_port} (model server)\n"
+        "Press Ctrl-C to stop everything.\n",
+        flush=True,
+    )
+
+
+async def main_async() -> None:
+    await wait_for_stack(get_settings())
+    await asyncio.Event().wait()
+
+
+def main() -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main_async())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""The inference service's client of the model server, over the TensorFlow Serving gRPC
+API with the official `tensorflow_serving` stubs, so the server can be ours or a real
+`tensorflow_model_server` (a change of `AIFX_MODEL_SERVER_TARGET`).
+
+The served version is read from ModelService.GetModelStatus (newest AVAILABLE), and
+each Predict pins that version, so the features are always built with the scaler and
+window of the version that answers. A dead or slow server is UNAVAILABLE within the
+timeout, never a hang: signal_svc then falls back to technical rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+from google.protobuf import wrappers_pb2
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from common.errors import Unavailable
+from inference.model_format import SIGNATURE, ModelMetadata
+from inference.predictor import ServedModel
+from inference.tensor_proto import make_ndarray, make_tensor_proto
+
+AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+# How long the served version is trusted before asking again; a new version is picked
+# up within this time of the model server loading it.
+STATUS_REFRESH_SECONDS = 2.0
+
+
+class ModelServerClient:
+    def __init__(
+        self, target: str, model_name: str, base_path: Path, timeout_seconds: float
+    ) -> None:
+        self._target = target
+        self._model_name = model_name
+        self._base_path = base_path
+        self._timeout = timeout_seconds
+        self._channel = grpc.aio.insecure_channel(target)
+        self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._status = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._served: ServedModel | None = None
+        self._checked_at = 0.0
+        self._lock = asyncio.Lock()
+
+    def _unavailable(self, error: grpc.aio.AioRpcError) -> Unavailable:
+        return Unavailable(
+            f"model server at {self._target} did not answer: "
+            f"{error.code().name} {error.details() or ''}".strip(),
+            reason="MODEL_SERVER_UNAVAILABLE",
+        )
+
+    async def served_model(self) -> ServedModel:
+        if (
+            self._served is not None
+            and time.monotonic() - self._checked_at < STATUS_REFRESH_SECONDS
+        ):
+            return self._served
+        async with self._lock:
+            if (
+                self._served is None
+                or time.monotonic() - self._checked_at >= STATUS_REFRESH_SECONDS
+            ):
+                self._served = await self._fetch_served_model()
+                self._checked_at = time.monotonic()
+        return self._served
+
+    async def _fetch_served_model(self) -> ServedModel:
+        request = get_model_status_pb2.GetModelStatusRequest(
+            model_spec=model_pb2.ModelSpec(name=self._model_name)
+        )
+        try:
+            reply = await self._status.GetModelStatus(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as error:
+            raise self._unavailable(error) from error
+        versions = [v.version for v in reply.model_version_status if v.state == AVAILABLE]
+        if not versions:
+            raise Unavailable(
+                f"model server at {self._target} has no available version of {self._model_name}",
+                reason="MODEL_NOT_LOADED",
+            )
+        version = max(versions)
+        if self._served is not None and self._served.version == version:
+            return self._served
+        folder = self._base_path / str(version)
+        try:
+            metadata = await asyncio.to_thread(ModelMetadata.read, folder)
+        except (OSError, ValueError) as exc:
+            raise Unavailable(
+                f"model server serves {self._model_name} v{version}, but its "
+                f"aifx_metadata.json is not readable in {folder}: {exc}",
+                reason="MODEL_METADATA_MISSING",
+            ) from exc
+        return ServedModel(version=version, metadata=metadata)
+
+    async def predict(self, inputs: np.ndarray, model: ServedModel) -> np.ndarray:
+        request = predict_pb2.PredictRequest(
+            model_spec=model_pb2.ModelSpec(
+                name=self._model_name,
+                signature_name=SIGNATURE,
+                version=wrappers_pb2.Int64Value(value=model.version),
+            )
+        )
+        request.inputs[model.metadata.input_name].CopyFrom(make_tensor_proto(inputs))
+        try:
+            reply = await self._predict.Predict(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                # The version was unloaded since we looked: ask again next time.
+                self._checked_at = 0.0
+            raise self._unavailable(error) from error
+        return make_ndarray(reply.outputs[model.metadata.output_name])
+
+    async def close(self) -> None:
+        await self._channel.close()

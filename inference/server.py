@@ -1,0 +1,57 @@
+"""Wiring of the inference service: the predictor, the model server client, and the
+server bootstrap. No logic here."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from aifx.inference.v1 import inference_pb2, inference_pb2_grpc
+from common.logging import configure_logging
+from common.server import ServiceSpec, serve_forever
+from common.service_credentials import load_service_token
+from common.settings import Settings, get_settings
+from inference.model_client import ModelServerClient
+from inference.predictor import Predictor
+from inference.service import InferenceService
+
+SERVICE_NAMES = [inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name]
+
+
+def build(settings: Settings) -> ServiceSpec:
+    backend = ModelServerClient(
+        settings.effective_model_server_target,
+        settings.model_name,
+        settings.model_base_path,
+        settings.model_server_timeout_seconds,
+    )
+    servicer = InferenceService(Predictor(backend), backend, load_service_token(settings))
+
+    def register(server: grpc.aio.Server) -> None:
+        inference_pb2_grpc.add_InferenceServiceServicer_to_server(servicer, server)
+
+    return ServiceSpec(
+        name="inference", register=register, service_names=SERVICE_NAMES, on_stop=[backend.close]
+    )
+
+
+async def serve(settings: Settings) -> None:
+    """Build inside the running event loop (gRPC channels bind to the loop that creates
+    them), then serve until SIGTERM/SIGINT."""
+    await serve_forever(
+        build(settings),
+        settings.bind_host,
+        settings.inference_port,
+        settings.inference_metrics_port,
+    )
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings, "inference")
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

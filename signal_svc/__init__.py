@@ -1,0 +1,2 @@
+"""signal_svc: market data, indicators, the signal engine and scheduler, signal history
+and live streams."""

@@ -1,0 +1,3 @@
+from signal_svc.server import main
+
+main()

@@ -1,0 +1,174 @@
+"""Signal ⇄ proto, and Signal ⇄ JSON (for Redis: the GetSignal cache and cross-replica
+fan-out), shared by the signal RPCs and the streams.
+
+Signal ids travel as decimal strings ("42"): opaque to clients, which only compare them
+for equality and pass one back as `resume_after_id`; `parse_signal_id` reads one back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+
+from aifx.common.v1 import market_pb2
+from aifx.signal.v1 import signal_pb2
+from common.market import Timeframe
+from common.proto_convert import TIMEFRAME_FROM_PROTO, TIMEFRAME_TO_PROTO, timestamp
+from common.time import as_utc
+from signal_svc.signals import INDICATOR_NAMES, Action, Signal, Source, Strength
+
+ACTION_TO_PROTO = {
+    Action.BUY: market_pb2.TRADE_ACTION_BUY,
+    Action.SELL: market_pb2.TRADE_ACTION_SELL,
+    Action.HOLD: market_pb2.TRADE_ACTION_HOLD,
+}
+# TRADE_ACTION_UNSPECIFIED and unknown numbers map to nothing: callers treat that as "any".
+ACTION_FROM_PROTO = {value: key for key, value in ACTION_TO_PROTO.items()}
+
+STRENGTH_TO_PROTO = {
+    Strength.WEAK: signal_pb2.SIGNAL_STRENGTH_WEAK,
+    Strength.MODERATE: signal_pb2.SIGNAL_STRENGTH_MODERATE,
+    Strength.STRONG: signal_pb2.SIGNAL_STRENGTH_STRONG,
+    Strength.VERY_STRONG: signal_pb2.SIGNAL_STRENGTH_VERY_STRONG,
+}
+SOURCE_TO_PROTO = {
+    Source.MODEL: signal_pb2.SIGNAL_SOURCE_MODEL,
+    Source.TECHNICAL_FALLBACK: signal_pb2.SIGNAL_SOURCE_TECHNICAL_FALLBACK,
+}
+
+__all__ = [
+    "ACTION_FROM_PROTO",
+    "ACTION_TO_PROTO",
+    "SOURCE_TO_PROTO",
+    "STRENGTH_TO_PROTO",
+    "TIMEFRAME_FROM_PROTO",
+    "TIMEFRAME_TO_PROTO",
+    "parse_signal_id",
+    "signal_from_json",
+    "signal_id_text",
+    "signal_message",
+    "signal_to_json",
+]
+
+
+def signal_id_text(signal_id: int) -> str:
+    return str(signal_id)
+
+
+def parse_signal_id(text: str) -> int:
+    """The id of a `Signal.id` / `resume_after_id` string. ValueError when it is not one
+    the server could have issued (not a positive decimal integer)."""
+    stripped = text.strip()
+    if not stripped.isdigit() or len(stripped) > 19:
+        raise ValueError(f"'{text}' is not a signal id")
+    value = int(stripped)
+    if value <= 0:
+        raise ValueError(f"'{text}' is not a signal id")
+    return value
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def signal_message(signal: Signal) -> signal_pb2.Signal:
+    """The wire form of a (stored) signal. Unset optionals stay unset: SL/TP/RR for HOLD,
+    probabilities for fallback signals, indicators that could not be computed."""
+    message = signal_pb2.Signal(
+        id=signal_id_text(signal.id) if signal.id else "",
+        pair=signal.pair,
+        timeframe=TIMEFRAME_TO_PROTO[signal.timeframe],
+        action=ACTION_TO_PROTO[signal.action],
+        confidence=signal.confidence,
+        strength=STRENGTH_TO_PROTO[signal.strength],
+        entry_price=signal.entry_price,
+        source=SOURCE_TO_PROTO[signal.source],
+        model_name=signal.model_name,
+        model_version=signal.model_version,
+        candle_time=timestamp(signal.candle_time),
+        create_time=timestamp(signal.created_at),
+    )
+    if signal.stop_loss is not None:
+        message.stop_loss = signal.stop_loss
+    if signal.take_profit is not None:
+        message.take_profit = signal.take_profit
+    if signal.risk_reward_ratio is not None:
+        message.risk_reward_ratio = signal.risk_reward_ratio
+    if signal.probabilities is not None:
+        p = signal.probabilities
+        message.probabilities.buy = p.get("buy", 0.0)
+        message.probabilities.hold = p.get("hold", 0.0)
+        message.probabilities.sell = p.get("sell", 0.0)
+    snapshot = message.indicators
+    for name in INDICATOR_NAMES:
+        value = _finite(signal.indicators.get(name))
+        if value is not None:
+            setattr(snapshot, name, value)
+    # Present even when every indicator is unset, so clients always find the object.
+    message.indicators.SetInParent()
+    return message
+
+
+def signal_to_dict(signal: Signal) -> dict[str, object]:
+    return {
+        "id": signal.id,
+        "pair": signal.pair,
+        "timeframe": signal.timeframe.value,
+        "candle_time": as_utc(signal.candle_time).isoformat(),
+        "action": signal.action.value,
+        "confidence": signal.confidence,
+        "strength": signal.strength.value,
+        "entry_price": signal.entry_price,
+        "stop_loss": signal.stop_loss,
+        "take_profit": signal.take_profit,
+        "risk_reward_ratio": signal.risk_reward_ratio,
+        "probabilities": signal.probabilities,
+        "indicators": {k: _finite(v) for k, v in signal.indicators.items()},
+        "source": signal.source.value,
+        "model_name": signal.model_name,
+        "model_version": signal.model_version,
+        "created_at": as_utc(signal.created_at).isoformat(),
+    }
+
+
+def signal_from_dict(data: dict[str, object]) -> Signal:
+    def optional_float(key: str) -> float | None:
+        value = data.get(key)
+        return None if value is None else float(value)  # type: ignore[arg-type]
+
+    probabilities = data.get("probabilities")
+    indicators = data.get("indicators") or {}
+    return Signal(
+        id=int(data.get("id") or 0),  # type: ignore[call-overload]
+        pair=str(data["pair"]),
+        timeframe=Timeframe(str(data["timeframe"])),
+        candle_time=as_utc(datetime.fromisoformat(str(data["candle_time"]))),
+        action=Action(str(data["action"])),
+        confidence=float(data["confidence"]),  # type: ignore[arg-type]
+        strength=Strength(str(data["strength"])),
+        entry_price=float(data["entry_price"]),  # type: ignore[arg-type]
+        stop_loss=optional_float("stop_loss"),
+        take_profit=optional_float("take_profit"),
+        risk_reward_ratio=optional_float("risk_reward_ratio"),
+        probabilities=(
+            None if probabilities is None else {str(k): float(v) for k, v in probabilities.items()}  # type: ignore[attr-defined]
+        ),
+        indicators={
+            str(k): (None if v is None else float(v))
+            for k, v in indicators.items()  # type: ignore[attr-defined]
+        },
+        source=Source(str(data["source"])),
+        model_name=str(data.get("model_name", "")),
+        model_version=str(data.get("model_version", "")),
+        created_at=as_utc(datetime.fromisoformat(str(data["created_at"]))),
+    )
+
+
+def signal_to_json(signal: Signal) -> str:
+    """Compact JSON of the whole signal (id included); `signal_from_json` reverses it."""
+    return json.dumps(signal_to_dict(signal), separators=(",", ":"), allow_nan=False)
+
+
+def signal_from_json(text: str | bytes) -> Signal:
+    return signal_from_dict(json.loads(text))

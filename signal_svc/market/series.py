@@ -1,0 +1,197 @@
+"""The real history the replay offers offline: the EUR/USD bars bundled with the
+`backtesting` package, or a user's CSV file(s). Never synthetic prices.
+
+Longer timeframes are aggregated from the shortest one available for a pair (4h and 1d
+from the bundled hours, as `common.market_data` does), and an aggregated bar that would
+close after the last real bar of the series it is built from is dropped: it would be an
+unfinished bar presented as closed.
+
+CSV files (settings.market_data_csv: one file, or a directory of `*.csv` files) follow the
+format of `common.market_data.csv_file`. A file's name says which series it holds,
+e.g. `EURUSD_1h.csv`, `gbp-usd.4h.csv`, `USDJPY 1d.csv`:
+
+- the pair is the first `AAA[/-_ ]BBB` in the name that is a supported pair; a name
+  without one means the first of settings.signal_pairs;
+- the timeframe is a `15m`, `1h`, `4h` or `1d` token in the name; a name without one
+  means the most common spacing of the file's bars (the file is then validated for that
+  timeframe).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from common.candles import TIMEFRAME_SECONDS, Candles
+from common.market import Timeframe, normalize_pair
+from common.market_data import (
+    MarketDataError,
+    bundled_pairs,
+    frame_to_candles,
+    load_bundled_history,
+    load_csv_history,
+)
+
+SeriesKey = tuple[str, Timeframe]
+
+# Timeframes ordered from shortest to longest.
+TIMEFRAMES_BY_LENGTH: tuple[Timeframe, ...] = tuple(
+    sorted(Timeframe, key=lambda tf: TIMEFRAME_SECONDS[tf])
+)
+# Pandas rules that build a timeframe from shorter bars; buckets start at 00:00 UTC.
+_RULES = {Timeframe.H1: "1h", Timeframe.H4: "4h", Timeframe.D1: "1D"}
+_AGGREGATION = {"Open": "first", "High": "max", "Low": "min", "Close": "last", "Volume": "sum"}
+_PAIR_IN_NAME = re.compile(r"(?<![A-Za-z])([A-Za-z]{3})[/\-_ ]?([A-Za-z]{3})(?![A-Za-z])")
+_TIMEFRAME_IN_NAME = re.compile(r"(?<![0-9A-Za-z])(15m|1h|4h|1d)(?![0-9A-Za-z])", re.I)
+
+
+@dataclass(frozen=True)
+class OfflineHistory:
+    """Every series of real bars available without a network, and where they came from
+    ("replay" for the bundled history, "csv" for a user's files)."""
+
+    series: Mapping[SeriesKey, Candles]
+    source: str
+
+    def offered(self) -> dict[str, list[Timeframe]]:
+        """Pair → its timeframes, shortest first."""
+        offered: dict[str, list[Timeframe]] = {}
+        for pair, timeframe in self.series:
+            offered.setdefault(pair, []).append(timeframe)
+        for timeframes in offered.values():
+            timeframes.sort(key=lambda tf: TIMEFRAME_SECONDS[tf])
+        return offered
+
+
+def close_times(candles: Candles) -> np.ndarray:
+    """Close time (epoch seconds) of every bar: its open time plus the timeframe."""
+    return candles.times + TIMEFRAME_SECONDS[candles.timeframe]
+
+
+def ordered(series: Mapping[SeriesKey, Candles], first_pairs: Iterable[str] = ()) -> dict:
+    """`series` ordered by pair (`first_pairs` first, in their order, then the others
+    alphabetically), then by timeframe length."""
+    rank = {pair: i for i, pair in enumerate(first_pairs)}
+
+    def key(item: SeriesKey) -> tuple[int, str, int]:
+        pair, timeframe = item
+        return (rank.get(pair, len(rank)), pair, TIMEFRAME_SECONDS[timeframe])
+
+    return {k: series[k] for k in sorted(series, key=key)}
+
+
+def aggregate(candles: Candles, timeframe: Timeframe) -> Candles:
+    """Bars of `timeframe` built from shorter real bars (first open, highest high,
+    lowest low, last close, summed volume per bucket; empty buckets dropped), without
+    a last bar that would close after the last bar it is built from."""
+    frame = pd.DataFrame(
+        {
+            "Open": candles.open,
+            "High": candles.high,
+            "Low": candles.low,
+            "Close": candles.close,
+            "Volume": candles.volume,
+        },
+        index=pd.to_datetime(candles.times, unit="s"),
+    )
+    built = (
+        frame.resample(_RULES[timeframe], label="left", closed="left").agg(_AGGREGATION).dropna()
+    )
+    return complete_bars(frame_to_candles(built, candles.pair, timeframe), candles)
+
+
+def complete_bars(built: Candles, base: Candles) -> Candles:
+    """`built` without the bars that would close after the last bar of `base`."""
+    end = int(close_times(base)[-1]) if len(base) else 0
+    keep = int(np.searchsorted(close_times(built), end, side="right"))
+    return built.slice(0, keep)
+
+
+@lru_cache(maxsize=1)
+def bundled_history() -> OfflineHistory:
+    """The bundled real EUR/USD history: 1h bars and 4h/1d bars aggregated from them
+    (read once per process; Candles are immutable)."""
+    series: dict[SeriesKey, Candles] = {}
+    for pair, timeframes in bundled_pairs().items():
+        shortest = min(timeframes, key=lambda tf: TIMEFRAME_SECONDS[tf])
+        base = load_bundled_history(pair, shortest)
+        for timeframe in timeframes:
+            candles = base if timeframe == shortest else load_bundled_history(pair, timeframe)
+            series[(pair, timeframe)] = complete_bars(candles, base)
+    return OfflineHistory(ordered(series), "replay")
+
+
+def csv_history(path: str | Path, default_pair: str = "EUR/USD") -> OfflineHistory:
+    """The series of a CSV file, or of every `*.csv` file of a directory (see the module
+    docstring for how a file's pair and timeframe are found). Raises MarketDataError
+    (CsvFormatError naming line and column) for a file that cannot be used."""
+    root = Path(path)
+    if root.is_dir():
+        files = sorted(p for p in root.iterdir() if p.suffix.lower() == ".csv" and p.is_file())
+        if not files:
+            raise MarketDataError(f"{root}: no .csv files in this directory")
+    elif root.is_file():
+        files = [root]
+    else:
+        raise MarketDataError(f"{root}: no such file or directory")
+
+    loaded: dict[SeriesKey, Candles] = {}
+    origin: dict[SeriesKey, Path] = {}
+    for file in files:
+        pair = _pair_in_name(file.stem) or normalize_pair(default_pair)
+        timeframe = _timeframe_in_name(file.stem) or _infer_timeframe(file, pair)
+        key = (pair, timeframe)
+        if key in loaded:
+            raise MarketDataError(
+                f"{file} and {origin[key]} both hold {pair} {timeframe.value} bars"
+            )
+        loaded[key] = load_csv_history(file, pair, timeframe)
+        origin[key] = file
+
+    series = dict(loaded)
+    for pair in {pair for pair, _ in loaded}:
+        shortest = min((tf for p, tf in loaded if p == pair), key=lambda tf: TIMEFRAME_SECONDS[tf])
+        base = loaded[(pair, shortest)]
+        for timeframe in TIMEFRAMES_BY_LENGTH:
+            longer = TIMEFRAME_SECONDS[timeframe] > TIMEFRAME_SECONDS[shortest]
+            if longer and (pair, timeframe) not in series:
+                built = aggregate(base, timeframe)
+                if len(built):
+                    series[(pair, timeframe)] = built
+    return OfflineHistory(ordered(series, [default_pair]), "csv")
+
+
+def _pair_in_name(stem: str) -> str | None:
+    for match in _PAIR_IN_NAME.finditer(stem):
+        try:
+            return normalize_pair(match.group(1) + match.group(2))
+        except ValueError:
+            continue
+    return None
+
+
+def _timeframe_in_name(stem: str) -> Timeframe | None:
+    match = _TIMEFRAME_IN_NAME.search(stem)
+    return Timeframe(match.group(1).lower()) if match else None
+
+
+def _infer_timeframe(file: Path, pair: str) -> Timeframe:
+    """The timeframe whose length is the most common spacing of the file's bars."""
+    # 15m is the shortest timeframe, so reading as 15m accepts any valid spacing.
+    times = load_csv_history(file, pair, Timeframe.M15).times
+    gaps = np.diff(times)
+    counts = {tf: int(np.count_nonzero(gaps == TIMEFRAME_SECONDS[tf])) for tf in Timeframe}
+    best = max(counts, key=lambda tf: counts[tf])
+    if counts[best] == 0:
+        names = ", ".join(tf.value for tf in Timeframe)
+        raise MarketDataError(
+            f"{file}: cannot tell the timeframe (no two bars are exactly 15m, 1h, 4h or 1d "
+            f"apart); put one of {names} in the file name, e.g. EURUSD_1h.csv"
+        )
+    return best

@@ -1,0 +1,87 @@
+"""The seams between signal_svc's parts, so market data, the engine and scheduler, and
+the streams can be built and tested apart:
+
+    market feed ──CandleClosed──▶ scheduler ──Signal──▶ SignalRepository (store, exactly once)
+                                                   └──▶ SignalPublisher ──▶ subscribers
+
+Implementations: market data in `signal_svc/market/`, the scheduler and engine in
+`scheduler.py`/`engine.py`, the repository in `repository.py`, the fan-out in
+`fanout.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from common.candles import Candles
+from common.market import Timeframe
+from signal_svc.signals import Action, Signal
+
+
+@dataclass(frozen=True)
+class CandleClosed:
+    """A bar of (pair, timeframe) has closed. `candles` ends with that bar and holds at
+    least the history the engine needs before it (see MarketData.history)."""
+
+    pair: str
+    timeframe: Timeframe
+    candles: Candles
+    source: str  # "replay", "csv" or "live"
+
+
+@dataclass(frozen=True)
+class PriceTick:
+    """A price of a pair at `time`, with the range traded since the previous tick (so a
+    stop-loss touched between two ticks is not missed)."""
+
+    pair: str
+    price: float
+    high: float
+    low: float
+    time: datetime
+    source: str
+
+
+class MarketData(Protocol):
+    async def history(self, pair: str, timeframe: Timeframe, count: int) -> Candles:
+        """The latest `count` closed candles (fewer if there are not that many)."""
+        ...
+
+    def closes(self) -> AsyncIterator[CandleClosed]:
+        """Every bar close of every offered series, as it happens."""
+        ...
+
+
+@dataclass(frozen=True)
+class SignalFilter:
+    """Which signals a subscriber or a list wants; empty means all."""
+
+    pairs: frozenset[str] = frozenset()
+    timeframes: frozenset[Timeframe] = frozenset()
+    actions: frozenset[Action] = frozenset()
+    min_confidence: float = 0.0
+    since: datetime | None = None
+
+    def matches(self, signal: Signal) -> bool:
+        return (
+            (not self.pairs or signal.pair in self.pairs)
+            and (not self.timeframes or signal.timeframe in self.timeframes)
+            and (not self.actions or signal.action in self.actions)
+            and signal.confidence >= self.min_confidence
+            and (self.since is None or signal.created_at >= self.since)
+        )
+
+
+class SignalReader(Protocol):
+    async def signals_after(self, after_id: int, wanted: SignalFilter, limit: int) -> list[Signal]:
+        """Stored signals with id > after_id matching `wanted`, oldest first."""
+        ...
+
+
+class SignalPublisher(Protocol):
+    async def publish(self, signal: Signal) -> None:
+        """Hand a stored signal to every live subscriber (of every replica)."""
+        ...

@@ -1,0 +1,259 @@
+"""Signal history in the database (SQLite or PostgreSQL), and the SignalReader port.
+
+`store` is one INSERT ... ON CONFLICT (pair, timeframe, candle_time) DO NOTHING
+RETURNING id: the unique constraint decides which of several schedulers stores a
+candle's signal, never a read-then-write. On PostgreSQL the insert first takes a
+transaction-scoped advisory lock, so signals commit in id order: a reader that has seen
+id n has seen every id below it, which is what lets streams resume "after id n" without
+missing a signal another replica was committing at that instant. (SQLite serialises
+writers anyway.) Signals are a handful per candle close; the lock costs nothing.
+
+Lists are AIP-158 pages, newest first (by id, i.e. creation order). The page token is
+opaque (URL-safe base64 of JSON) and carries the last id returned and a fingerprint of
+the filter, so a token replayed with other filters is refused instead of silently
+paging through a different result.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import builtins
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from common.errors import FieldViolation, InvalidArgument
+from common.market import Timeframe
+from common.time import as_utc
+from signal_svc.models import SignalRow
+from signal_svc.ports import SignalFilter
+from signal_svc.signals import Action, Signal, Source, Strength
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+# Key of the advisory lock that orders signal commits on PostgreSQL ("AIFXSIGN").
+_ORDER_LOCK_KEY = 0x4149_4658_5349_474E
+_TOKEN_VERSION = 1
+
+
+def _to_row_values(signal: Signal) -> dict[str, Any]:
+    return {
+        "pair": signal.pair,
+        "timeframe": signal.timeframe.value,
+        "candle_time": as_utc(signal.candle_time),
+        "action": signal.action.value,
+        "confidence": signal.confidence,
+        "strength": signal.strength.value,
+        "entry_price": signal.entry_price,
+        "stop_loss": signal.stop_loss,
+        "take_profit": signal.take_profit,
+        "risk_reward_ratio": signal.risk_reward_ratio,
+        "probabilities": signal.probabilities,
+        "indicators": dict(signal.indicators),
+        "source": signal.source.value,
+        "model_name": signal.model_name,
+        "model_version": signal.model_version,
+        "created_at": as_utc(signal.created_at),
+    }
+
+
+def _from_row(row: SignalRow) -> Signal:
+    return Signal(
+        id=int(row.id),
+        pair=row.pair,
+        timeframe=Timeframe(row.timeframe),
+        candle_time=as_utc(row.candle_time),
+        action=Action(row.action),
+        confidence=row.confidence,
+        strength=Strength(row.strength),
+        entry_price=row.entry_price,
+        stop_loss=row.stop_loss,
+        take_profit=row.take_profit,
+        risk_reward_ratio=row.risk_reward_ratio,
+        probabilities=(
+            None
+            if row.probabilities is None
+            else {k: float(v) for k, v in row.probabilities.items()}
+        ),
+        indicators={
+            k: (None if v is None else float(v)) for k, v in (row.indicators or {}).items()
+        },
+        source=Source(row.source),
+        model_name=row.model_name,
+        model_version=row.model_version,
+        created_at=as_utc(row.created_at),
+    )
+
+
+def _filtered(query: Select[Any], wanted: SignalFilter) -> Select[Any]:
+    conditions: builtins.list[ColumnElement[bool]] = []
+    if wanted.pairs:
+        conditions.append(SignalRow.pair.in_(sorted(wanted.pairs)))
+    if wanted.timeframes:
+        conditions.append(SignalRow.timeframe.in_(sorted(t.value for t in wanted.timeframes)))
+    if wanted.actions:
+        conditions.append(SignalRow.action.in_(sorted(a.value for a in wanted.actions)))
+    if wanted.min_confidence > 0:
+        conditions.append(SignalRow.confidence >= wanted.min_confidence)
+    if wanted.since is not None:
+        conditions.append(SignalRow.created_at >= as_utc(wanted.since))
+    return query.where(and_(*conditions)) if conditions else query
+
+
+def filter_fingerprint(wanted: SignalFilter) -> str:
+    """A short digest of the filter, stable across processes (for page tokens)."""
+    canonical = json.dumps(
+        {
+            "pairs": sorted(wanted.pairs),
+            "timeframes": sorted(t.value for t in wanted.timeframes),
+            "actions": sorted(a.value for a in wanted.actions),
+            "min_confidence": wanted.min_confidence,
+            "since": None if wanted.since is None else as_utc(wanted.since).isoformat(),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def encode_page_token(last_id: int, wanted: SignalFilter) -> str:
+    payload = json.dumps(
+        {"v": _TOKEN_VERSION, "id": last_id, "f": filter_fingerprint(wanted)},
+        separators=(",", ":"),
+    )
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, wanted: SignalFilter) -> int:
+    """The last id of the previous page; InvalidArgument (field page_token) when the
+    token is malformed or was issued for other filters."""
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        last_id = data["id"]
+        if data.get("v") != _TOKEN_VERSION or not isinstance(last_id, int) or last_id < 1:
+            raise ValueError("bad token")
+        fingerprint = data["f"]
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeError):
+        raise InvalidArgument(
+            [FieldViolation("page_token", "is not a token this service issued")]
+        ) from None
+    if fingerprint != filter_fingerprint(wanted):
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "page_token",
+                    "was issued for other filters; send the same pair, timeframe, action "
+                    "and since as on the call that returned it, or start again without a "
+                    "page_token",
+                )
+            ]
+        )
+    return int(last_id)
+
+
+def effective_page_size(page_size: int) -> int:
+    """0 → 50; above 500 → 500; negative → InvalidArgument (field page_size)."""
+    if page_size < 0:
+        raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
+    if page_size == 0:
+        return DEFAULT_PAGE_SIZE
+    return min(page_size, MAX_PAGE_SIZE)
+
+
+class SignalRepository:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def store(self, signal: Signal) -> Signal | None:
+        """Store a signal; it with its id, or None when that candle's signal is already
+        stored (by this or another scheduler)."""
+        values = _to_row_values(signal)
+        async with self._sessions() as session, session.begin():
+            dialect = session.bind.dialect.name
+            if dialect == "postgresql":
+                await session.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ORDER_LOCK_KEY}
+                )
+                statement: Any = postgresql.insert(SignalRow)
+            else:
+                statement = sqlite.insert(SignalRow)
+            statement = (
+                statement.values(**values)
+                .on_conflict_do_nothing(index_elements=["pair", "timeframe", "candle_time"])
+                .returning(SignalRow.id)
+            )
+            new_id = (await session.execute(statement)).scalar_one_or_none()
+        if new_id is None:
+            return None
+        return Signal(**{**signal.__dict__, "id": int(new_id)})
+
+    async def latest(self, pair: str, timeframe: Timeframe) -> Signal | None:
+        """The signal of the newest candle of (pair, timeframe), or None."""
+        query = (
+            select(SignalRow)
+            .where(SignalRow.pair == pair, SignalRow.timeframe == timeframe.value)
+            .order_by(SignalRow.candle_time.desc(), SignalRow.id.desc())
+            .limit(1)
+        )
+        async with self._sessions() as session:
+            row = (await session.execute(query)).scalar_one_or_none()
+        return None if row is None else _from_row(row)
+
+    async def get(self, signal_id: int) -> Signal | None:
+        async with self._sessions() as session:
+            row = await session.get(SignalRow, signal_id)
+        return None if row is None else _from_row(row)
+
+    async def list(
+        self, wanted: SignalFilter, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[Signal], str]:
+        """A page of matching signals, newest first, and the next page's token ('' on
+        the last page). InvalidArgument for a bad page_size or page_token."""
+        size = effective_page_size(page_size)
+        query = _filtered(select(SignalRow), wanted)
+        if page_token:
+            query = query.where(SignalRow.id < decode_page_token(page_token, wanted))
+        query = query.order_by(SignalRow.id.desc()).limit(size + 1)
+        async with self._sessions() as session:
+            rows = list((await session.execute(query)).scalars())
+        page = [_from_row(row) for row in rows[:size]]
+        next_token = encode_page_token(page[-1].id, wanted) if len(rows) > size else ""
+        return page, next_token
+
+    async def signals_after(
+        self, after_id: int, wanted: SignalFilter, limit: int
+    ) -> builtins.list[Signal]:
+        """Stored signals with id > after_id matching `wanted`, oldest first (at most
+        `limit`). The SignalReader port of the streams' replay."""
+        query = (
+            _filtered(select(SignalRow), wanted)
+            .where(SignalRow.id > after_id)
+            .order_by(SignalRow.id.asc())
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).scalars()
+            return [_from_row(row) for row in rows]
+
+    async def last_id(self) -> int:
+        """The highest stored id (0 when none): where a live stream starts."""
+        async with self._sessions() as session:
+            query = select(SignalRow.id).order_by(SignalRow.id.desc()).limit(1)
+            value = (await session.execute(query)).scalar_one_or_none()
+        return int(value or 0)
+
+
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "SignalRepository",
+    "decode_page_token",
+    "effective_page_size",
+    "encode_page_token",
+    "filter_fingerprint",
+]

@@ -1,0 +1,223 @@
+"""The scheduler: a signal per configured (pair, timeframe) at each candle close.
+
+    feed.closes() ──▶ queue ──▶ batch ──▶ engine.evaluate_many ──▶ repository.store
+                                   stored (not a duplicate)? ──▶ cache.put, publisher.publish
+
+- Closes that arrive together (several series closing on the same hour) are evaluated
+  as one batch: one PredictBatch to the inference service.
+- Exactly one signal per (pair, timeframe, candle), however many schedulers (replicas)
+  run: `store` is an insert the database refuses for a candle that already has a
+  signal; only the scheduler whose insert succeeded publishes, so each signal reaches
+  subscribers once. The loser refreshes its cache from the database.
+- On start, the latest closed candle of each series is evaluated too (warm start), so
+  GetSignal has an answer right away instead of after the first close; a restart or a
+  second replica re-evaluating a candle that already has its signal stores nothing.
+- A failure on one series (its evaluation, store, cache or publish) is logged and never
+  stops the loop or the other series. If the feed's stream of closes fails, it is
+  re-subscribed after a backoff; if it ends (a finished replay), `run` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable, Sequence
+
+import structlog
+
+from common.market import Timeframe, normalize_pair
+from common.settings import Settings
+from signal_svc.engine import HISTORY_BARS, SignalEngine, candle_close_time
+from signal_svc.ports import CandleClosed, MarketData, SignalPublisher
+from signal_svc.repository import SignalRepository
+from signal_svc.signal_cache import SignalCache
+from signal_svc.signals import Signal
+
+log = structlog.get_logger(__name__)
+
+MAX_BATCH = 64
+RESUBSCRIBE_MIN_SECONDS = 1.0
+RESUBSCRIBE_MAX_SECONDS = 30.0
+_END = object()
+
+
+def configured_series(settings: Settings) -> list[tuple[str, Timeframe]]:
+    """Every (pair, timeframe) of settings.signal_pairs x settings.signal_timeframes,
+    normalised; ValueError naming a bad entry."""
+    pairs = [normalize_pair(pair) for pair in settings.signal_pairs]
+    timeframes = [Timeframe(tf.strip().lower()) for tf in settings.signal_timeframes]
+    return [(pair, timeframe) for pair in pairs for timeframe in timeframes]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        feed: MarketData,
+        engine: SignalEngine,
+        repository: SignalRepository,
+        publisher: SignalPublisher,
+        series: Iterable[tuple[str, Timeframe]],
+        *,
+        cache: SignalCache | None = None,
+        warm_start: bool = True,
+    ) -> None:
+        self._feed = feed
+        self._engine = engine
+        self._repository = repository
+        self._publisher = publisher
+        self._series = frozenset((pair, Timeframe(tf)) for pair, tf in series)
+        self._cache = cache
+        self._warm_start = warm_start
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self.stored = 0
+        self.duplicates = 0
+        self.failures = 0
+
+    @property
+    def series(self) -> frozenset[tuple[str, Timeframe]]:
+        return self._series
+
+    async def run(self) -> None:
+        """Produce signals until cancelled (or until the feed's closes end)."""
+        reader = asyncio.create_task(self._read_closes(), name="scheduler-closes")
+        try:
+            await asyncio.sleep(0)  # let the reader subscribe before the warm start
+            if self._warm_start:
+                await self.handle(await self._latest_closes())
+            while True:
+                first = await self._queue.get()
+                if first is _END:
+                    return
+                batch = [first]
+                ended = False
+                while len(batch) < MAX_BATCH and not self._queue.empty():
+                    item = self._queue.get_nowait()
+                    if item is _END:
+                        ended = True
+                        break
+                    batch.append(item)
+                await self.handle(batch)  # type: ignore[arg-type]
+                if ended:
+                    return
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _read_closes(self) -> None:
+        delay = RESUBSCRIBE_MIN_SECONDS
+        while True:
+            try:
+                async for event in self._feed.closes():
+                    delay = RESUBSCRIBE_MIN_SECONDS
+                    if (event.pair, event.timeframe) in self._series:
+                        self._queue.put_nowait(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("candle closes failed; subscribing again", retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESUBSCRIBE_MAX_SECONDS)
+                continue
+            log.info("candle closes ended")
+            self._queue.put_nowait(_END)
+            return
+
+    async def _latest_closes(self) -> list[CandleClosed]:
+        events = []
+        for pair, timeframe in sorted(self._series):
+            try:
+                candles = await self._feed.history(pair, timeframe, HISTORY_BARS)
+            except Exception:
+                log.exception("warm start: no history", pair=pair, timeframe=timeframe.value)
+                continue
+            if len(candles):
+                events.append(CandleClosed(pair, timeframe, candles, "history"))
+        return events
+
+    async def handle(self, events: Sequence[CandleClosed]) -> list[Signal]:
+        """Evaluate, store and publish the signals of `events`; the signals this
+        scheduler stored (duplicates of stored candles and failures left out)."""
+        events = _dedupe([e for e in events if (e.pair, e.timeframe) in self._series])
+        if not events:
+            return []
+        signals = await self._evaluate(events)
+        stored: list[Signal] = []
+        for signal in signals:
+            result = await self._store_and_publish(signal)
+            if result is not None:
+                stored.append(result)
+        return stored
+
+    async def _evaluate(self, events: list[CandleClosed]) -> list[Signal]:
+        try:
+            return await self._engine.evaluate_many(events)
+        except Exception:
+            if len(events) == 1:
+                self._failed("evaluate", events[0])
+                return []
+        # One bad series must not cost the others their signal: one by one.
+        signals = []
+        for event in events:
+            try:
+                signals.append(await self._engine.evaluate(event))
+            except Exception:
+                self._failed("evaluate", event)
+        return signals
+
+    def _failed(self, step: str, event: CandleClosed) -> None:
+        self.failures += 1
+        log.exception(
+            f"signal {step} failed",
+            pair=event.pair,
+            timeframe=event.timeframe.value,
+            candles=len(event.candles),
+        )
+
+    async def _store_and_publish(self, signal: Signal) -> Signal | None:
+        where = {"pair": signal.pair, "timeframe": signal.timeframe.value}
+        try:
+            stored = await self._repository.store(signal)
+        except Exception:
+            self.failures += 1
+            log.exception("signal store failed", **where)
+            return None
+        if stored is None:
+            self.duplicates += 1
+            log.info("signal already stored", candle_time=signal.candle_time.isoformat(), **where)
+            await self._refresh_cache(signal)
+            return None
+        self.stored += 1
+        if self._cache is not None:
+            try:
+                await self._cache.put(stored)
+            except Exception:
+                log.exception("signal cache update failed", **where)
+        try:
+            await self._publisher.publish(stored)
+        except Exception:
+            # Stored: subscribers that resume from their last id still get it.
+            self.failures += 1
+            log.exception("signal publish failed", signal_id=stored.id, **where)
+        return stored
+
+    async def _refresh_cache(self, signal: Signal) -> None:
+        if self._cache is None:
+            return
+        try:
+            latest = await self._repository.latest(signal.pair, signal.timeframe)
+            if latest is not None:
+                await self._cache.put(latest)
+        except Exception:
+            log.exception("signal cache refresh failed", pair=signal.pair)
+
+
+def _dedupe(events: list[CandleClosed]) -> list[CandleClosed]:
+    """One event per (pair, timeframe, candle), the last one seen."""
+    by_candle: dict[tuple[str, Timeframe, object], CandleClosed] = {}
+    for event in events:
+        if len(event.candles) == 0:
+            log.warning("close without candles ignored", pair=event.pair)
+            continue
+        by_candle[(event.pair, event.timeframe, candle_close_time(event.candles))] = event
+    return list(by_candle.values())

@@ -1,0 +1,141 @@
+"""Wiring of signal_svc: market data, the engine and scheduler, the repository, the
+fan-out and the servicers, under the common server bootstrap. No logic here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import grpc
+
+from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
+from common.db import create_engine, session_factory
+from common.kv import create_store
+from common.logging import configure_logging
+from common.remote_jwks import RemoteJwks
+from common.revocation import RevocationList
+from common.server import ServiceSpec, serve_forever
+from common.service_credentials import load_service_token
+from common.settings import Settings, get_settings
+from signal_svc.engine import SignalEngine
+from signal_svc.fanout import Broadcaster
+from signal_svc.inference_client import InferenceClient
+from signal_svc.market import build_market
+from signal_svc.redis_relay import RelayPublisher
+from signal_svc.repository import SignalRepository
+from signal_svc.scheduler import Scheduler, configured_series
+from signal_svc.service import SignalInternalService, SignalParts, SignalService
+from signal_svc.signal_cache import SignalCache
+
+SERVICE_NAMES = [
+    signal_pb2.DESCRIPTOR.services_by_name["SignalService"].full_name,
+    signal_pb2.DESCRIPTOR.services_by_name["SignalInternalService"].full_name,
+]
+
+
+# How long a cancelled background task may take to end before it is cancelled again.
+RECANCEL_SECONDS = 0.5
+
+
+async def cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait until it has ended, cancelling it again while it runs on.
+
+    One cancel is not always enough on Python 3.11: `asyncio.wait_for` returns the
+    result of an operation that completed just as the cancellation arrived and drops the
+    cancellation (CPython gh-86296, fixed in 3.12), and redis-py wraps every command
+    write in it when a socket timeout is set (common.kv.fail_fast_options). The market
+    and scheduler tasks write to Redis all the time, so shutdown used to wait forever for
+    a task that never saw its cancellation."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=RECANCEL_SECONDS)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def build(settings: Settings) -> ServiceSpec:
+    """signal_svc's parts, ready to serve; call inside the running event loop (the
+    background tasks start here)."""
+    database = create_engine(settings)
+    sessions = session_factory(database)
+    store = create_store(settings)
+    revocation_store = create_store(settings, settings.effective_revocation_prefix)
+    service_token = load_service_token(settings)
+    repository = SignalRepository(sessions)
+    signal_cache = SignalCache.from_settings(settings, store, repository)
+    market = build_market(settings, sessions)
+    broadcaster = Broadcaster(settings.subscriber_buffer)
+    publisher = RelayPublisher.from_settings(broadcaster, settings, reader=repository)
+    inference = InferenceClient.from_settings(settings, service_token)
+    scheduler = Scheduler(
+        market.feed,
+        SignalEngine(settings, inference),
+        repository,
+        publisher,
+        configured_series(settings),
+        cache=signal_cache,
+    )
+    jwks = RemoteJwks(
+        settings.effective_auth_target,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        is_revoked=RevocationList(revocation_store).is_revoked,
+    )
+    parts = SignalParts(
+        settings, market, repository, signal_cache, broadcaster, jwks, service_token
+    )
+    tasks: list[asyncio.Task[None]] = []
+
+    def register(server: grpc.aio.Server) -> None:
+        signal_pb2_grpc.add_SignalServiceServicer_to_server(SignalService(parts), server)
+        signal_pb2_grpc.add_SignalInternalServiceServicer_to_server(
+            SignalInternalService(parts), server
+        )
+        tasks.append(asyncio.create_task(market.run(), name="market"))
+        tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
+        tasks.append(asyncio.create_task(publisher.start(), name="relay-start"))
+
+    async def release() -> None:
+        for task in tasks:
+            await cancel_and_wait(task)
+        closers: list[Callable[[], Awaitable[None]]] = [
+            publisher.stop,
+            market.close,
+            inference.close,
+            jwks.close,
+            store.close,
+            revocation_store.close,
+            database.dispose,
+        ]
+        for close in closers:
+            await close()
+
+    async def end_streams() -> None:
+        """Streams end at once with UNAVAILABLE (clients resume from their last id)
+        instead of holding shutdown for the whole grace period."""
+        broadcaster.close()
+
+    return ServiceSpec(
+        name="signal_svc",
+        register=register,
+        service_names=SERVICE_NAMES,
+        on_stop=[release],
+        on_drain=[end_streams],
+    )
+
+
+async def serve(settings: Settings) -> None:
+    await serve_forever(
+        build(settings), settings.bind_host, settings.signal_port, settings.signal_metrics_port
+    )
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings, "signal_svc")
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

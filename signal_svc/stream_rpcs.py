@@ -1,0 +1,184 @@
+"""The signal streams, as servicer mixins: translate proto ⇄ domain, nothing more (the
+seam logic is in `subscriptions.py`, the fan-out in `fanout.py`).
+
+    class SignalService(MarketRpcs, SignalRpcs, StreamRpcs, SignalServiceServicer): ...
+    class SignalInternalService(..., StreamInternalRpcs, SignalInternalServiceServicer): ...
+
+The composed class provides `broadcaster` (fanout.Broadcaster), `signal_reader` (the
+repository, a ports.SignalReader), `settings` (common.settings.Settings) and
+`async authenticate(context) -> Caller` (raises Unauthenticated / Unavailable).
+
+Errors are domain errors, turned into statuses by the server's interceptor:
+INVALID_ARGUMENT naming `pairs[i]`, `timeframes[i]`, `min_confidence` or
+`resume_after_id`; UNAUTHENTICATED; RESOURCE_EXHAUSTED (reason SUBSCRIBER_TOO_SLOW) for a
+subscriber that fell `settings.subscriber_buffer` signals behind, whose message names the
+`resume_after_id` to reconnect with; UNAVAILABLE (reason STREAM_CLOSED) when the server
+shuts down.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from aifx.common.v1 import market_pb2
+from aifx.signal.v1 import signal_pb2
+from common.errors import Unauthenticated, ViolationCollector
+from common.market import normalize_pair
+from common.proto_convert import TIMEFRAME_FROM_PROTO, timestamp
+from common.settings import Settings
+from signal_svc.convert import parse_signal_id, signal_message
+from signal_svc.fanout import Broadcaster
+from signal_svc.ports import SignalFilter, SignalReader
+from signal_svc.signals import Signal
+from signal_svc.subscriptions import Heartbeat, subscribe
+
+if TYPE_CHECKING:
+    from common.callers import Caller
+
+TIMEFRAME_NAMES = "TIMEFRAME_M15, TIMEFRAME_H1, TIMEFRAME_H4 or TIMEFRAME_D1"
+# Response messages kept per servicer, so a live signal going to N subscribers is
+# converted to proto once, not N times.
+MESSAGE_CACHE = 512
+
+
+def subscription_filter(
+    pairs: Sequence[str],
+    timeframes: Sequence[market_pb2.Timeframe.ValueType],
+    min_confidence: float,
+    violations: ViolationCollector,
+) -> SignalFilter:
+    """The domain filter of a SubscribeSignals request; bad fields go to `violations`."""
+    wanted_pairs: set[str] = set()
+    for index, raw in enumerate(pairs):
+        try:
+            wanted_pairs.add(normalize_pair(raw))
+        except ValueError as exc:
+            violations.add(f"pairs[{index}]", str(exc))
+    wanted_timeframes = set()
+    for index, value in enumerate(timeframes):
+        timeframe = TIMEFRAME_FROM_PROTO.get(value)
+        if timeframe is None:
+            violations.add(f"timeframes[{index}]", f"not a timeframe; use {TIMEFRAME_NAMES}")
+        else:
+            wanted_timeframes.add(timeframe)
+    if not math.isfinite(min_confidence) or not 0.0 <= min_confidence <= 1.0:
+        violations.add("min_confidence", "must be between 0 and 1")
+    return SignalFilter(
+        pairs=frozenset(wanted_pairs),
+        timeframes=frozenset(wanted_timeframes),
+        min_confidence=min_confidence if math.isfinite(min_confidence) else 0.0,
+    )
+
+
+def resume_id(text: str, violations: ViolationCollector) -> int | None:
+    """The `resume_after_id` of a request: None when empty (live only)."""
+    if not text.strip():
+        return None
+    try:
+        return parse_signal_id(text)
+    except ValueError:
+        violations.add(
+            "resume_after_id",
+            f"'{text[:40]}' is not a signal id; pass the id of the last signal received",
+        )
+        return None
+
+
+class _ResponseCache:
+    """Proto responses of recent signals, keyed by the Signal object (held, so its id()
+    cannot be reused while cached). A live signal is one object for every subscriber."""
+
+    def __init__(self, size: int = MESSAGE_CACHE) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[int, type], tuple[Signal, Any]] = OrderedDict()
+
+    def response(self, signal: Signal, response_type: type) -> Any:
+        key = (id(signal), response_type)
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] is signal:
+            return entry[1]
+        response = response_type(signal=signal_message(signal))
+        self._entries[key] = (signal, response)
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return response
+
+
+class _StreamBase:
+    broadcaster: Broadcaster
+    signal_reader: SignalReader
+    settings: Settings
+
+    if TYPE_CHECKING:
+
+        async def authenticate(self, context: grpc.aio.ServicerContext) -> Caller: ...
+
+    def _responses(self) -> _ResponseCache:
+        cache = self.__dict__.get("_stream_responses")
+        if cache is None:
+            cache = self.__dict__["_stream_responses"] = _ResponseCache()
+        return cache
+
+    async def _stream(
+        self, wanted: SignalFilter, resume_after_id: int | None, response_type: type
+    ) -> AsyncIterator[Any]:
+        responses = self._responses()
+        events = subscribe(
+            wanted,
+            resume_after_id,
+            self.signal_reader,
+            self.broadcaster,
+            heartbeat_seconds=self.settings.stream_heartbeat_seconds,
+        )
+        try:
+            async for event in events:
+                if isinstance(event, Heartbeat):
+                    yield response_type(heartbeat=signal_pb2.Heartbeat(time=timestamp(event.time)))
+                else:
+                    yield responses.response(event, response_type)
+        finally:
+            await events.aclose()
+
+
+class StreamRpcs(_StreamBase):
+    """SignalService.SubscribeSignals."""
+
+    async def SubscribeSignals(  # noqa: N802 (gRPC method name)
+        self, request: signal_pb2.SubscribeSignalsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[signal_pb2.SubscribeSignalsResponse]:
+        await self.authenticate(context)
+        violations = ViolationCollector()
+        wanted = subscription_filter(
+            list(request.pairs), list(request.timeframes), request.min_confidence, violations
+        )
+        resume = resume_id(request.resume_after_id, violations)
+        violations.raise_if_any()
+        async for response in self._stream(wanted, resume, signal_pb2.SubscribeSignalsResponse):
+            yield response
+
+
+class StreamInternalRpcs(_StreamBase):
+    """SignalInternalService.StreamAllSignals: every signal, for the service credential
+    only (a user's token is refused)."""
+
+    async def StreamAllSignals(  # noqa: N802 (gRPC method name)
+        self, request: signal_pb2.StreamAllSignalsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[signal_pb2.StreamAllSignalsResponse]:
+        caller = await self.authenticate(context)
+        if not caller.is_service:
+            raise Unauthenticated(
+                "StreamAllSignals is for AIFX services: send the service credential",
+                reason="SERVICE_TOKEN",
+            )
+        violations = ViolationCollector()
+        resume = resume_id(request.resume_after_id, violations)
+        violations.raise_if_any()
+        async for response in self._stream(
+            SignalFilter(), resume, signal_pb2.StreamAllSignalsResponse
+        ):
+            yield response

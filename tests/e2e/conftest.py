@@ -1,0 +1,131 @@
+"""End-to-end fixtures: a real Envoy in front of the in-process auth_svc of the `auth`
+fixture (once per backend: the embedded SQLite default and PostgreSQL + Redis).
+
+auth_svc runs in this test process, in the same event loop as the tests, so everything
+here talks to it asynchronously: Envoy is started and stopped in a worker thread, HTTP
+goes through `httpx.AsyncClient`, grpcurl runs as an asyncio subprocess, and nothing
+blocks the loop while the server must answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from common.settings import Settings
+from tests.infra import AuthStack, EnvoyProcess, free_port, start_envoy, stop_envoy
+
+JWKS_READY_TIMEOUT = 20.0
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class EdgeStack:
+    """A real Envoy routing to the in-process auth_svc of `auth`."""
+
+    auth: AuthStack
+    envoy: EnvoyProcess
+
+    @property
+    def settings(self) -> Settings:
+        return self.auth.settings
+
+    @property
+    def url(self) -> str:
+        return self.envoy.url
+
+
+def http_client(base_url: str) -> httpx.AsyncClient:
+    """An async HTTP client (never a sync one: auth_svc shares the event loop) that
+    ignores proxy settings from the environment."""
+    return httpx.AsyncClient(base_url=base_url, timeout=10.0, trust_env=False)
+
+
+def unique_account(prefix: str = "u") -> dict[str, str]:
+    """Registration fields no other test uses (the stack is shared)."""
+    tag = uuid.uuid4().hex[:12]
+    return {
+        "email": f"{prefix}-{tag}@example.com",
+        "username": f"{prefix}_{tag}",
+        "password": PASSWORD,
+    }
+
+
+async def wait_for_jwks(envoy: EnvoyProcess) -> None:
+    """Until Envoy's jwt_authn has fetched the JWKS (asynchronously, through Envoy
+    itself, retried every second): a valid token then reaches auth_svc and /me is 200
+    instead of Envoy's 401 "Jwks remote fetch is failed"."""
+    deadline = time.monotonic() + JWKS_READY_TIMEOUT
+    last: object = None
+    async with http_client(envoy.url) as http:
+        response = await http.post("/api/v1/auth/register", json=unique_account("jwks"))
+        if response.status_code != 200:
+            raise RuntimeError(
+                f"register through envoy failed: {response.status_code} {response.text}\n"
+                + envoy.log()
+            )
+        headers = {"authorization": f"Bearer {response.json()['tokens']['accessToken']}"}
+        while time.monotonic() < deadline:
+            try:
+                response = await http.get("/api/v1/auth/me", headers=headers)
+            except httpx.TransportError as exc:
+                last = exc
+            else:
+                if response.status_code == 200:
+                    return
+                last = f"{response.status_code} {response.text}"
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"envoy never fetched the JWKS: {last}\n{envoy.log()}")
+
+
+def _start_envoy(settings: Settings, workdir: Path) -> EnvoyProcess:
+    workdir.mkdir(parents=True, exist_ok=True)
+    return start_envoy(settings, workdir)
+
+
+@asynccontextmanager
+async def running_envoy(settings: Settings, workdir: Path) -> AsyncIterator[EnvoyProcess]:
+    """A real Envoy on `settings`, started and stopped in a worker thread (start_envoy
+    waits for the admin port with blocking calls)."""
+    envoy = await asyncio.to_thread(_start_envoy, settings, workdir)
+    try:
+        yield envoy
+    finally:
+        await asyncio.to_thread(stop_envoy, envoy)
+
+
+def envoy_settings(settings: Settings, auth_port: int) -> Settings:
+    """`settings` with free ports for Envoy and its auth_svc upstream at `auth_port`."""
+    return settings.model_copy(
+        update={
+            "envoy_port": free_port(),
+            "envoy_admin_port": free_port(),
+            "auth_port": auth_port,
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+async def edge(
+    auth: AuthStack, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[EdgeStack]:
+    """Envoy in front of `auth` with the JWKS already fetched: one per backend."""
+    settings = envoy_settings(auth.settings, auth.server.port)
+    async with running_envoy(settings, tmp_path_factory.mktemp("envoy")) as envoy:
+        await wait_for_jwks(envoy)
+        yield EdgeStack(auth, envoy)
+
+
+@pytest.fixture
+async def http(edge: EdgeStack) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for Envoy's public listener."""
+    async with http_client(edge.url) as client:
+        yield client

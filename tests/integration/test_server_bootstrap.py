@@ -1,0 +1,90 @@
+"""The server bootstrap every service runs under: health, reflection, request ids,
+metrics, and errors mapped to statuses (never a bare UNKNOWN)."""
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from prometheus_client import REGISTRY
+
+from aifx.auth.v1 import auth_pb2, auth_pb2_grpc
+from common.errors import NotFound
+from common.server import ServiceSpec, start_server
+
+SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
+
+
+class Faulty(auth_pb2_grpc.AuthServiceServicer):
+    async def GetJwks(self, request, context):  # noqa: N802
+        raise RuntimeError("secret detail that must not leak")
+
+    async def GetMe(self, request, context):  # noqa: N802
+        raise NotFound("nobody here")
+
+
+@pytest.fixture
+async def faulty():
+    spec = ServiceSpec(
+        name="faulty",
+        register=lambda server: auth_pb2_grpc.add_AuthServiceServicer_to_server(Faulty(), server),
+        service_names=[SERVICE],
+    )
+    running = await start_server(spec, "127.0.0.1", 0)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+    yield running, channel
+    await channel.close()
+    await running.stop(grace=0.1)
+
+
+async def test_unhandled_exception_is_internal_with_request_id_and_no_leak(faulty):
+    _, channel = faulty
+    call = auth_pb2_grpc.AuthServiceStub(channel).GetJwks(
+        auth_pb2.GetJwksRequest(), metadata=(("x-request-id", "req-42"),)
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert "req-42" in caught.value.details()
+    assert "secret" not in caught.value.details()
+    assert ("x-request-id", "req-42") in tuple(await call.initial_metadata())
+
+
+async def test_domain_error_maps_and_is_counted(faulty):
+    _, channel = faulty
+    method = f"/{SERVICE}/GetMe"
+    before = (
+        REGISTRY.get_sample_value(
+            "aifx_grpc_requests_total", {"method": method, "code": "NOT_FOUND"}
+        )
+        or 0.0
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await auth_pb2_grpc.AuthServiceStub(channel).GetMe(auth_pb2.GetMeRequest())
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    after = REGISTRY.get_sample_value(
+        "aifx_grpc_requests_total", {"method": method, "code": "NOT_FOUND"}
+    )
+    assert after == before + 1
+    assert REGISTRY.get_sample_value("aifx_grpc_request_duration_seconds_count", {"method": method})
+
+
+async def test_health_and_reflection_then_graceful_shutdown(faulty):
+    running, channel = faulty
+    health = health_pb2_grpc.HealthStub(channel)
+    for name in ("", SERVICE):
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=name))
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+    async def ask():
+        yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+    async for reply in reflection.ServerReflectionInfo(ask()):
+        names = {s.name for s in reply.list_services_response.service}
+        assert {SERVICE, "grpc.health.v1.Health"} <= names
+        break
+
+    await running.health.enter_graceful_shutdown()
+    reply = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE))
+    assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING

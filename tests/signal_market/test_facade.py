@@ -1,0 +1,78 @@
+"""build_market from settings: the replay of the bundled history by default, a user's
+CSV when configured, the live provider in live mode; a bad CSV fails at startup."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from common.db import create_engine, session_factory
+from common.market import Timeframe
+from common.market_data import CsvFormatError
+from signal_svc.market import LiveFeed, ReplayFeed, build_market
+from tests.infra import make_settings
+
+EURUSD = "EUR/USD"
+
+
+@pytest.fixture
+async def build(tmp_path):
+    engines = []
+
+    def make(**overrides):
+        settings = make_settings(tmp_path, **overrides)
+        engine = create_engine(settings)
+        engines.append(engine)
+        return build_market(settings, session_factory(engine))
+
+    yield make
+    for engine in engines:
+        await engine.dispose()
+
+
+async def test_default_is_the_bundled_replay_at_the_configured_speed(build, bundled):
+    market = build(replay_speed=7200, stream_heartbeat_seconds=3, subscriber_buffer=9)
+    assert isinstance(market.feed, ReplayFeed) and market.feed.clock.speed == 7200
+    assert market.offered() == {EURUSD: [Timeframe.H1, Timeframe.H4, Timeframe.D1]}
+    assert (market.heartbeat_seconds, market.prices.buffer) == (3, 9)
+    # The price at market time is known before the first tick.
+    hours = bundled.series[(EURUSD, Timeframe.H1)]
+    assert (await market.price(EURUSD)).price == hours.close[299]
+    await market.close()
+
+
+async def test_csv_replaces_the_bundled_history(build, bundled, tmp_path):
+    hours = bundled.series[(EURUSD, Timeframe.H1)]
+    path = tmp_path / "my-bars.csv"  # no pair in the name: the first signal pair
+    rows = ["time,open,high,low,close"] + [
+        f"{datetime.fromtimestamp(int(hours.times[i]), UTC).isoformat()},{float(hours.open[i])!r},"
+        f"{float(hours.high[i])!r},{float(hours.low[i])!r},{float(hours.close[i])!r}"
+        for i in range(2000, 2400)
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    market = build(market_data_csv=path, signal_pairs="GBPUSD,EURUSD")
+    assert market.feed.source == "csv"
+    assert set(market.offered()) == {"GBP/USD"}
+    (info,) = market.pairs()
+    assert info.pair == "GBP/USD" and info.sources == ["csv"] and info.offline
+    assert info.timeframes == [Timeframe.H1]
+    assert (await market.price("GBP/USD")).price == hours.close[2299]
+    await market.close()
+
+    path.write_text(path.read_text().replace(repr(float(hours.high[2010])), "-1", 1))
+    with pytest.raises(CsvFormatError, match="line 12, column high"):
+        build(market_data_csv=path)
+
+
+async def test_live_mode_offers_the_signal_pairs_and_fetches_nothing_at_startup(build):
+    market = build(market_data_mode="live", signal_pairs="EURUSD,USDJPY", signal_timeframes="1h,4h")
+    assert isinstance(market.feed, LiveFeed) and market.feed.poll_seconds == 60
+    assert set(market.offered()) == {EURUSD, "USD/JPY"}
+    assert market.feed.tick_pairs() == [EURUSD, "USD/JPY"]
+    infos = {info.pair: info for info in market.pairs()}
+    assert infos["USD/JPY"].pip_size == 0.01 and not infos["USD/JPY"].offline
+    assert infos[EURUSD].offline  # the bundled history exists, though live serves it
+    assert infos[EURUSD].timeframes == [Timeframe.H1, Timeframe.H4]
+    assert market.feed.online == {}
+    await market.close()

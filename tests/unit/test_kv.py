@@ -1,0 +1,35 @@
+"""The key-value store: expiry in process, and Redis failures degrading, not failing."""
+
+import asyncio
+
+import redis.asyncio as aioredis
+
+from common.kv import MemoryStore, RedisStore, fail_fast_options
+from tests.infra import free_port
+
+
+async def test_memory_store_expires_keys():
+    store = MemoryStore()
+    await store.set("k", "v", ttl_seconds=0.05)
+    assert await store.get("k") == "v"
+    await asyncio.sleep(0.08)
+    assert await store.get("k") is None
+
+
+async def test_memory_store_evicts_expired_keys_when_full():
+    store = MemoryStore(max_keys=2)
+    await store.set("a", "1", 0.01)
+    await store.set("b", "1", 0.01)
+    await asyncio.sleep(0.02)
+    await store.set("c", "1", 10)
+    assert len(store._data) == 1
+
+
+async def test_dead_redis_degrades_to_the_process_store():
+    """Nothing listens on the port: writes and reads still work, from this process."""
+    client = aioredis.Redis(host="127.0.0.1", port=free_port(), **fail_fast_options())
+    store = RedisStore(client, "test:")
+    await store.set("revoked", "1", 60)
+    assert await store.get("revoked") == "1"
+    assert await store.get("never-set") is None
+    await store.close()
