@@ -120,7 +120,7 @@ async def test_a_dead_redis_degrades_to_process_memory_and_the_database(signal_d
         await cache.put(newest)
         assert await cache.latest(*H1) == newest  # served from process memory
         assert repository.reads == 1
-        assert time.perf_counter() - started < 1.0
+        assert time.perf_counter() - started < 3.0  # fail-fast, not a connect timeout
     finally:
         await store.close()
 

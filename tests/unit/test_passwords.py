@@ -1,7 +1,9 @@
 import asyncio
+import threading
 
 import pytest
 
+import auth_svc.passwords as passwords
 from auth_svc.passwords import PasswordHasher
 from tests.infra import make_settings
 
@@ -43,19 +45,13 @@ def test_default_cost_is_12(tmp_path):
 
 async def test_cost_12_hash_is_produced_and_runs_off_the_event_loop(monkeypatch):
     """The hash runs while the event loop keeps serving. The real bcrypt call is gated on
-    an event that only the loop can set after the hash has started: had hashing run on the
+    an event that only the loop can set once the hashing task has started: had hashing run on the
     loop thread, the gate could never open (no timing assumptions, so a busy machine
     cannot make this flaky)."""
-    import threading
-
-    import auth_svc.passwords as passwords
-
     real_hashpw = passwords.bcrypt.hashpw
     loop_ran_during_hash = threading.Event()
-    hashing_started = threading.Event()
 
     def gated_hashpw(password: bytes, salt: bytes) -> bytes:
-        hashing_started.set()
         assert loop_ran_during_hash.wait(timeout=10), "the event loop was blocked while hashing"
         return real_hashpw(password, salt)
 
@@ -63,8 +59,7 @@ async def test_cost_12_hash_is_produced_and_runs_off_the_event_loop(monkeypatch)
     monkeypatch.setattr(passwords.bcrypt, "hashpw", gated_hashpw)
     try:
         hashing = asyncio.create_task(hasher.hash("correct horse battery"))
-        while not hashing_started.is_set():
-            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.01)  # the task starts; on-loop hashing would block here
         loop_ran_during_hash.set()
         hashed = await hashing
     finally:
