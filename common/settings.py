@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     model_server_metrics_port: int = 9106
 
     signal_metrics_port: int = 9102
+    position_metrics_port: int = 9103
 
     # --- signals ----------------------------------------------------------------------
     # Where the signal service finds auth_svc (for the JWKS that verifies tokens) and the
@@ -90,6 +91,21 @@ class Settings(BaseSettings):
     # Signals buffered per subscriber; one that falls this far behind is disconnected
     # (it can resume from its last id, losing nothing).
     subscriber_buffer: int = Field(default=256, ge=1)
+
+    # --- positions --------------------------------------------------------------------
+    # Where the position service finds signal_svc (prices); empty means 127.0.0.1 with
+    # its default port.
+    signal_target: str = ""
+    # Every open position gets a monitoring snapshot (price, unrealized PnL) this often,
+    # and its levels are re-checked against the latest price (catch-up after a dropped
+    # price stream).
+    position_sweep_seconds: float = Field(default=60.0, gt=0)
+    # How often each replica looks for position events committed by another replica
+    # (events of its own are delivered at once).
+    position_event_poll_seconds: float = Field(default=0.5, gt=0)
+    # Events buffered per event-stream subscriber; one that falls this far behind is
+    # disconnected (it resumes from its last event id, losing nothing).
+    position_event_buffer: int = Field(default=1024, ge=1)
 
     # --- model ------------------------------------------------------------------------
     # The TF Serving layout the model server serves (models/<name>/<version>/); the
@@ -173,6 +189,10 @@ class Settings(BaseSettings):
     @property
     def effective_auth_target(self) -> str:
         return self.auth_target or f"127.0.0.1:{self.auth_port}"
+
+    @property
+    def effective_signal_target(self) -> str:
+        return self.signal_target or f"127.0.0.1:{self.signal_port}"
 
     @property
     def effective_inference_target(self) -> str:

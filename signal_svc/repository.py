@@ -9,36 +9,31 @@ missing a signal another replica was committing at that instant. (SQLite seriali
 writers anyway.) Signals are a handful per candle close; the lock costs nothing.
 
 Lists are AIP-158 pages, newest first (by id, i.e. creation order). The page token is
-opaque (URL-safe base64 of JSON) and carries the last id returned and a fingerprint of
+opaque (common.pagination) and carries the last id returned and a fingerprint of
 the filter, so a token replayed with other filters is refused instead of silently
 paging through a different result.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import builtins
-import hashlib
-import json
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from common import pagination
 from common.errors import FieldViolation, InvalidArgument
 from common.market import Timeframe
+from common.pagination import effective_page_size, fingerprint
 from common.time import as_utc
 from signal_svc.models import SignalRow
 from signal_svc.ports import SignalFilter
 from signal_svc.signals import Action, Signal, Source, Strength
 
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
 # Key of the advisory lock that orders signal commits on PostgreSQL ("AIFXSIGN").
 _ORDER_LOCK_KEY = 0x4149_4658_5349_474E
-_TOKEN_VERSION = 1
 
 
 def _to_row_values(signal: Signal) -> dict[str, Any]:
@@ -105,64 +100,33 @@ def _filtered(query: Select[Any], wanted: SignalFilter) -> Select[Any]:
     return query.where(and_(*conditions)) if conditions else query
 
 
+_FILTER_NAMES = "pair, timeframe, action and since"
+
+
 def filter_fingerprint(wanted: SignalFilter) -> str:
     """A short digest of the filter, stable across processes (for page tokens)."""
-    canonical = json.dumps(
+    return fingerprint(
         {
             "pairs": sorted(wanted.pairs),
             "timeframes": sorted(t.value for t in wanted.timeframes),
             "actions": sorted(a.value for a in wanted.actions),
             "min_confidence": wanted.min_confidence,
             "since": None if wanted.since is None else as_utc(wanted.since).isoformat(),
-        },
-        sort_keys=True,
+        }
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def encode_page_token(last_id: int, wanted: SignalFilter) -> str:
-    payload = json.dumps(
-        {"v": _TOKEN_VERSION, "id": last_id, "f": filter_fingerprint(wanted)},
-        separators=(",", ":"),
-    )
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+    return pagination.encode_page_token(last_id, filter_fingerprint(wanted))
 
 
 def decode_page_token(token: str, wanted: SignalFilter) -> int:
     """The last id of the previous page; InvalidArgument (field page_token) when the
     token is malformed or was issued for other filters."""
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        last_id = data["id"]
-        if data.get("v") != _TOKEN_VERSION or not isinstance(last_id, int) or last_id < 1:
-            raise ValueError("bad token")
-        fingerprint = data["f"]
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeError):
-        raise InvalidArgument(
-            [FieldViolation("page_token", "is not a token this service issued")]
-        ) from None
-    if fingerprint != filter_fingerprint(wanted):
-        raise InvalidArgument(
-            [
-                FieldViolation(
-                    "page_token",
-                    "was issued for other filters; send the same pair, timeframe, action "
-                    "and since as on the call that returned it, or start again without a "
-                    "page_token",
-                )
-            ]
-        )
-    return int(last_id)
-
-
-def effective_page_size(page_size: int) -> int:
-    """0 → 50; above 500 → 500; negative → InvalidArgument (field page_size)."""
-    if page_size < 0:
-        raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
-    if page_size == 0:
-        return DEFAULT_PAGE_SIZE
-    return min(page_size, MAX_PAGE_SIZE)
+    last_id = pagination.decode_page_token(token, filter_fingerprint(wanted), _FILTER_NAMES)
+    if not isinstance(last_id, int) or isinstance(last_id, bool) or last_id < 1:
+        raise InvalidArgument([FieldViolation("page_token", "is not a token this service issued")])
+    return last_id
 
 
 class SignalRepository:
@@ -249,8 +213,6 @@ class SignalRepository:
 
 
 __all__ = [
-    "DEFAULT_PAGE_SIZE",
-    "MAX_PAGE_SIZE",
     "SignalRepository",
     "decode_page_token",
     "effective_page_size",

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 from aifx.signal.v1 import signal_pb2
 from common.errors import NotFound, ViolationCollector
 from common.market import Timeframe, normalize_pair
+from common.pagination import effective_page_size
 from common.proto_convert import TIMEFRAME_FROM_PROTO
 from common.time import as_utc
 from signal_svc.convert import ACTION_FROM_PROTO, signal_message
 from signal_svc.ports import SignalFilter
-from signal_svc.repository import effective_page_size
 
 if TYPE_CHECKING:
     from signal_svc.repository import SignalRepository
