@@ -29,6 +29,7 @@ def upstreams(settings: Settings) -> dict[str, tuple[str, int]]:
     return {
         "auth_svc": (settings.bind_host, settings.auth_port),
         "signal_svc": (settings.bind_host, settings.signal_port),
+        "position_svc": (settings.bind_host, settings.position_port),
         "envoy_self": ("127.0.0.1", settings.envoy_port),
     }
 

@@ -53,6 +53,7 @@ async def wait_for_stack(settings: Settings) -> None:
         "inference": settings.inference_port,
         "auth_svc": settings.auth_port,
         "signal_svc": settings.signal_port,
+        "position_svc": settings.position_port,
     }
     for name, port in services.items():
         await wait_until(
@@ -74,6 +75,8 @@ async def wait_for_stack(settings: Settings) -> None:
         f"  gRPC signal_svc   {host}:{settings.signal_port}   (replaying real EUR/USD "
         f"history at {settings.replay_speed:g}x)\n"
         f"  Signals (SSE)     {public}/api/v1/trading/signals:stream?access_token=...\n"
+        f"  gRPC position_svc {host}:{settings.position_port}   "
+        f"positions: {public}/api/v1/positions\n"
         f"  gRPC inference    {host}:{settings.inference_port}   (service credential: "
         f"var/service-token)\n"
         f"  Model server      {host}:{settings.model_server_port}   (TensorFlow Serving API, "
@@ -81,6 +84,7 @@ async def wait_for_stack(settings: Settings) -> None:
         f"  Envoy admin       http://127.0.0.1:{settings.envoy_admin_port}\n"
         f"  Metrics           http://{host}:{settings.auth_metrics_port}/metrics (auth), "
         f":{settings.signal_metrics_port} (signal), "
+        f":{settings.position_metrics_port} (position), "
         f":{settings.inference_metrics_port} (inference), "
         f":{settings.model_server_metrics_port} (model server)\n"
         "Press Ctrl-C to stop everything.\n",

@@ -377,6 +377,7 @@ class Performance(_message.Message):
     CURRENCY_FIELD_NUMBER: _builtins.int
     PAIRS_FIELD_NUMBER: _builtins.int
     EQUITY_CURVE_FIELD_NUMBER: _builtins.int
+    UNCONVERTED_TRADES_FIELD_NUMBER: _builtins.int
     trades: _builtins.int
     """Closed positions counted."""
     wins: _builtins.int
@@ -404,7 +405,12 @@ class Performance(_message.Message):
     currency: _builtins.str
     """Currency of every money figure here and in `pairs` and `equity_curve`, ISO 4217.
     "USD": PnL in another quote currency is converted at that currency's USD rate at the
-    position's close time.
+    position's close time (for a USD-based pair such as USD/JPY, its own exit price).
+    """
+    unconverted_trades: _builtins.int
+    """Closed positions whose PnL could not be converted to USD (a cross pair closed while
+    no price of its quote currency's USD pair was known). They count in `trades`, the
+    win/loss figures and pips, but not in any money figure.
     """
     @_builtins.property
     def pairs(self) -> _containers.RepeatedCompositeFieldContainer[Global___PairPerformance]:
@@ -430,10 +436,11 @@ class Performance(_message.Message):
         currency: _builtins.str = ...,
         pairs: _abc.Iterable[Global___PairPerformance] | None = ...,
         equity_curve: _abc.Iterable[Global___EquityPoint] | None = ...,
+        unconverted_trades: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_average_risk_reward", b"_average_risk_reward", "_profit_factor", b"_profit_factor", "average_risk_reward", b"average_risk_reward", "profit_factor", b"profit_factor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_average_risk_reward", b"_average_risk_reward", "_profit_factor", b"_profit_factor", "average_risk_reward", b"average_risk_reward", "breakevens", b"breakevens", "currency", b"currency", "equity_curve", b"equity_curve", "losses", b"losses", "max_drawdown", b"max_drawdown", "pairs", b"pairs", "profit_factor", b"profit_factor", "total_pips", b"total_pips", "total_pnl", b"total_pnl", "trades", b"trades", "win_rate", b"win_rate", "wins", b"wins"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_average_risk_reward", b"_average_risk_reward", "_profit_factor", b"_profit_factor", "average_risk_reward", b"average_risk_reward", "breakevens", b"breakevens", "currency", b"currency", "equity_curve", b"equity_curve", "losses", b"losses", "max_drawdown", b"max_drawdown", "pairs", b"pairs", "profit_factor", b"profit_factor", "total_pips", b"total_pips", "total_pnl", b"total_pnl", "trades", b"trades", "unconverted_trades", b"unconverted_trades", "win_rate", b"win_rate", "wins", b"wins"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__average_risk_reward: _TypeAlias = _typing.Literal["average_risk_reward"]  # noqa: Y015
     _WhichOneofArgType__average_risk_reward: _TypeAlias = _typing.Literal["_average_risk_reward", b"_average_risk_reward"]  # noqa: Y015
@@ -629,7 +636,10 @@ class UpdatePositionRequest(_message.Message):
     @_builtins.property
     def position(self) -> Global___Position:
         """The position's id and the new values of the fields named in `update_mask`. Only
-        `stop_loss` and `take_profit` can change; an empty value removes the level.
+        `stop_loss` and `take_profit` can change; an empty value removes the level. The new
+        levels are checked against the current market price when one is known (a BUY's
+        stop-loss may be moved up to lock in a gain, but not to or above the price, which
+        would close it at once), otherwise against the entry price.
         """
 
     @_builtins.property

@@ -1,0 +1,5 @@
+"""`python -m position_svc` runs the position service."""
+
+from position_svc.server import main
+
+main()

@@ -1,0 +1,96 @@
+"""Wiring of position_svc: the repository, the price source, the watcher, the event feed
+and the servicers, under the common server bootstrap. No logic here."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from aifx.position.v1 import position_pb2, position_pb2_grpc
+from common.db import create_engine, session_factory
+from common.kv import create_store
+from common.logging import configure_logging
+from common.remote_jwks import RemoteJwks
+from common.revocation import RevocationList
+from common.server import ServiceSpec, serve_forever
+from common.service_credentials import load_service_token
+from common.settings import Settings, get_settings
+from common.tasks import cancel_and_wait
+from position_svc.event_feed import EventFeed
+from position_svc.price_source import PriceSource
+from position_svc.repository import PositionRepository
+from position_svc.service import PositionInternalService, PositionParts, PositionService
+from position_svc.watcher import Watcher
+
+SERVICE_NAMES = [
+    position_pb2.DESCRIPTOR.services_by_name["PositionService"].full_name,
+    position_pb2.DESCRIPTOR.services_by_name["PositionInternalService"].full_name,
+]
+
+
+def build(settings: Settings) -> ServiceSpec:
+    """position_svc's parts, ready to serve; call inside the running event loop."""
+    database = create_engine(settings)
+    repository = PositionRepository(session_factory(database))
+    revocation_store = create_store(settings, settings.effective_revocation_prefix)
+    service_token = load_service_token(settings)
+    prices = PriceSource(settings.effective_signal_target, service_token)
+    feed = EventFeed(
+        repository, settings.position_event_poll_seconds, settings.position_event_buffer
+    )
+    watcher = Watcher(repository, feed, prices, settings.position_sweep_seconds)
+    jwks = RemoteJwks(
+        settings.effective_auth_target,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        is_revoked=RevocationList(revocation_store).is_revoked,
+    )
+    parts = PositionParts(settings, repository, prices, watcher, feed, jwks, service_token)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start_background() -> None:
+        await feed.start()
+        tasks.append(asyncio.create_task(feed.run(), name="position-events"))
+        tasks.append(asyncio.create_task(watcher.run(), name="position-watcher"))
+
+    def register(server: grpc.aio.Server) -> None:
+        position_pb2_grpc.add_PositionServiceServicer_to_server(PositionService(parts), server)
+        position_pb2_grpc.add_PositionInternalServiceServicer_to_server(
+            PositionInternalService(parts), server
+        )
+        tasks.append(asyncio.create_task(start_background(), name="position-start"))
+
+    async def release() -> None:
+        for task in tasks:
+            await cancel_and_wait(task)
+        for close in (prices.close, jwks.close, revocation_store.close, database.dispose):
+            await close()
+
+    async def end_streams() -> None:
+        """Streams end at once with UNAVAILABLE (clients resume from their last id)."""
+        feed.close()
+
+    return ServiceSpec(
+        name="position_svc",
+        register=register,
+        service_names=SERVICE_NAMES,
+        on_stop=[release],
+        on_drain=[end_streams],
+    )
+
+
+async def serve(settings: Settings) -> None:
+    await serve_forever(
+        build(settings), settings.bind_host, settings.position_port, settings.position_metrics_port
+    )
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings, "position_svc")
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

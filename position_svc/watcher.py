@@ -1,0 +1,205 @@
+"""Stop-loss / take-profit watching.
+
+The watcher keeps every open position in memory, indexed by pair, and evaluates each
+price tick from signal_svc against the positions of its pair (pnl.level_hit: the fill
+policy). Those hit are closed in one transaction by the repository's compare-and-set,
+so a position closes exactly once even when two replicas watch the same ticks or the
+user closes it by hand at the same instant: whoever loses the race writes nothing.
+
+The index follows the event feed, so positions opened, moved or closed through any
+replica are seen within the feed's poll interval, and it is reloaded from the database
+on start and at every sweep (the database is the truth; memory is a cache of it).
+
+Every `sweep_seconds` the sweep records a monitoring snapshot (price, pips, unrealized
+PnL) of each open position and re-checks its levels against the latest price. When the
+price stream drops, the watcher reconnects with backoff and runs a sweep at once on
+fresh prices, so a level crossed while it was disconnected is caught.
+
+Close time is the wall-clock time the close was recorded (market time of a replay can
+be years old); the exit price is the level (see pnl).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+
+import grpc
+import structlog
+
+from common.errors import DomainError
+from common.time import utcnow
+from position_svc.event_feed import EventFeed
+from position_svc.pnl import (
+    Tick,
+    level_hit,
+    quote_currency,
+    settle,
+    unrealized,
+    usd_pair_for,
+    usd_rate,
+)
+from position_svc.positions import EventType, Position, PositionEvent
+from position_svc.price_source import PriceSource
+from position_svc.repository import Close, PositionRepository, Snapshot
+
+log = structlog.get_logger(__name__)
+
+RECONNECT_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class Watcher:
+    def __init__(
+        self,
+        repository: PositionRepository,
+        feed: EventFeed,
+        prices: PriceSource,
+        sweep_seconds: float,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._repository = repository
+        self._feed = feed
+        self._prices = prices
+        self._sweep_seconds = sweep_seconds
+        self._clock = clock
+        self._open: dict[str, dict[str, Position]] = defaultdict(dict)
+        self.latest: dict[str, Decimal] = {}
+        feed.add_listener(self.on_event)
+
+    # --- the index ------------------------------------------------------------------
+
+    def track(self, position: Position) -> None:
+        """Watch `position` as it is now (or stop watching it once closed), unless the
+        index already holds a newer version."""
+        watched = self._open[position.pair]
+        known = watched.get(position.id)
+        if known is not None and known.version > position.version:
+            return
+        if position.is_open:
+            watched[position.id] = position
+        else:
+            watched.pop(position.id, None)
+
+    def on_event(self, event: PositionEvent) -> None:
+        if event.type in (EventType.OPENED, EventType.UPDATED) or not event.position.is_open:
+            self.track(event.position)
+
+    def open_count(self) -> int:
+        return sum(len(positions) for positions in self._open.values())
+
+    async def reload(self) -> None:
+        """Replace the index with the open positions in the database."""
+        fresh: dict[str, dict[str, Position]] = defaultdict(dict)
+        for position in await self._repository.open_positions():
+            fresh[position.pair][position.id] = position
+        self._open = fresh
+
+    # --- ticks ----------------------------------------------------------------------
+
+    async def on_tick(self, tick: Tick) -> list[PositionEvent]:
+        """Close every open position of the tick's pair whose level the tick reached;
+        the events of the closes this call made."""
+        self.latest[tick.pair] = tick.price
+        watched = self._open.get(tick.pair)
+        if not watched:
+            return []
+        now = self._clock()
+        closes = []
+        for position in watched.values():
+            hit = level_hit(position.side, position.stop_loss, position.take_profit, tick)
+            if hit is not None:
+                reason, exit_price = hit
+                rate = usd_rate(position.pair, exit_price, self.latest)
+                closes.append(Close(position, settle(position, reason, exit_price, now, rate)))
+        if not closes:
+            return []
+        events = await self._repository.close(closes)
+        # Those we lost were closed or moved by someone else: their event re-tracks them.
+        for event in events:
+            if watched.get(event.position.id, event.position).version < event.position.version:
+                watched.pop(event.position.id, None)
+        if events:
+            self._feed.notify()
+            log.info("positions closed on a level", pair=tick.pair, closed=len(events))
+        return events
+
+    # --- sweeps ---------------------------------------------------------------------
+
+    async def _refresh_prices(self) -> None:
+        """Current prices of every pair with open positions (and of the pairs that
+        convert their quote currency to USD)."""
+        wanted = set(self._open)
+        for pair in list(wanted):
+            conversion = usd_pair_for(quote_currency(pair))
+            if conversion is not None:
+                wanted.add(conversion)
+        for pair in sorted(wanted):
+            try:
+                self.latest[pair] = await self._prices.current(pair, "pair")
+            except DomainError as error:
+                log.warning("no current price for the sweep", pair=pair, error=error.message)
+
+    async def sweep(self, refresh_prices: bool = False) -> list[PositionEvent]:
+        """Reload open positions, close those whose level the latest price reached, and
+        record a snapshot of the rest; the close events."""
+        await self.reload()
+        if refresh_prices:
+            await self._refresh_prices()
+        events: list[PositionEvent] = []
+        for pair in list(self._open):
+            price = self.latest.get(pair)
+            if price is not None:
+                events += await self.on_tick(Tick(pair, price, price, price, self._clock()))
+        now = self._clock()
+        snapshots = []
+        for pair, positions in self._open.items():
+            price = self.latest.get(pair)
+            if price is None:
+                continue
+            for position in positions.values():
+                pips, pnl = unrealized(position, price)
+                snapshots.append(Snapshot(position.id, now, price, pips, pnl))
+        await self._repository.record_snapshots(snapshots)
+        return events
+
+    # --- running --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Watch until cancelled: the price stream (reconnecting) and the periodic
+        sweep."""
+        await self.reload()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._follow_prices(), name="watcher-prices")
+            group.create_task(self._sweep_periodically(), name="watcher-sweeps")
+
+    async def _sweep_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_seconds)
+            try:
+                await self.sweep()
+            except Exception:  # a failed sweep must not stop the watching
+                log.exception("position sweep failed")
+
+    async def _follow_prices(self) -> None:
+        failures = 0
+        while True:
+            try:
+                if failures:
+                    await self.sweep(refresh_prices=True)  # catch up on what was missed
+                async for tick in self._prices.ticks():
+                    failures = 0
+                    await self.on_tick(tick)
+                log.warning("price stream ended; reconnecting")
+            except grpc.aio.AioRpcError as error:
+                log.warning(
+                    "price stream failed; reconnecting",
+                    code=error.code().name,
+                    target=self._prices.target,
+                )
+            except Exception:  # a database hiccup must not stop the watching
+                log.exception("evaluating prices failed; reconnecting")
+            await asyncio.sleep(RECONNECT_BACKOFF[min(failures, len(RECONNECT_BACKOFF) - 1)])
+            failures += 1
