@@ -352,11 +352,11 @@ class PositionRepository:
                 for c in won
                 for values in [_row_values(c.closed)]
             ]
+            table = PositionRow.__table__  # Core executemany, one UPDATE per closed row
             await session.execute(
-                update(PositionRow)
-                .where(PositionRow.id == bindparam("b_id"))
-                .values({name: bindparam(name) for name in _CLOSE_FIELDS})
-                .execution_options(synchronize_session=False),
+                update(table)
+                .where(table.c.id == bindparam("b_id"))
+                .values({name: bindparam(name) for name in _CLOSE_FIELDS}),
                 details,
             )
             changes: builtins.list[tuple[EventType, Position]] = []
