@@ -121,10 +121,11 @@ class PositionService(position_pb2_grpc.PositionServiceServicer):
             request.signal_id,
             key,
         )
-        market = await self._parts.prices.current(draft.pair, "pair")
+        market = await self._market_price(draft)
         entry = draft.entry_price if draft.entry_price is not None else market
+        assert entry is not None  # without a given entry, _market_price has a price or raises
         violations = check_levels(draft.side, entry, draft.stop_loss, draft.take_profit)
-        if draft.entry_price is not None:
+        if draft.entry_price is not None and market is not None:
             violations += check_entry(draft.entry_price, market)
         if violations:
             raise InvalidArgument(violations)
@@ -143,13 +144,26 @@ class PositionService(position_pb2_grpc.PositionServiceServicer):
             update_time=now,
             signal_id=draft.signal_id,
         )
-        self._watcher.latest.setdefault(draft.pair, market)
+        if market is not None:
+            self._watcher.latest.setdefault(draft.pair, market)
         stored, event = await self._repository.open(
             position, draft.idempotency_key, request_fingerprint(draft)
         )
         if event is not None:
             self._published(stored)
         return position_pb2.OpenPositionResponse(position=self._message(stored))
+
+    async def _market_price(self, draft: OpenDraft) -> Decimal | None:
+        """The current price, required to open at market. With a given entry it only
+        sanity-checks the entry, so it is skipped (None) when the price service is down
+        or has no price for the pair: the error messages tell the user to give the price
+        explicitly, and that must then work."""
+        if draft.entry_price is None:
+            return await self._parts.prices.current(draft.pair, "pair")
+        try:
+            return await self._parts.prices.current(draft.pair, "pair")
+        except DomainError:
+            return None
 
     async def UpdatePosition(self, request, context):  # noqa: N802
         user_id = await self._user(context)
