@@ -35,7 +35,7 @@ from common.time import as_utc, utcnow
 from position_svc import convert
 from position_svc.event_feed import EventFeed, Heartbeat, stream_events
 from position_svc.performance import compute, window
-from position_svc.pnl import quote_currency, settle, usd_pair_for, usd_rate
+from position_svc.pnl import plain_decimal, quote_currency, settle, usd_pair_for, usd_rate
 from position_svc.positions import CloseReason, Position, PositionEvent, Status
 from position_svc.price_source import PriceSource
 from position_svc.repository import Close, PositionRepository
@@ -70,9 +70,12 @@ class PositionParts:
 
 def request_fingerprint(draft: OpenDraft) -> str:
     """What must match for a retry with the same idempotency key to be "the same
-    request" (the key itself aside)."""
+    request" (the key itself aside). Decimals by value: "0.3" and "0.30" lots, or
+    "1.08" and "1.080" stops, are the same request."""
     canonical = {
-        name: None if value is None else str(value)
+        name: None
+        if value is None
+        else str(plain_decimal(value) if isinstance(value, Decimal) else value)
         for name, value in draft.__dict__.items()
         if name != "idempotency_key"
     }
