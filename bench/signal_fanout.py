@@ -7,7 +7,12 @@ Three kinds of processes, so the server's resident memory is its own:
   bootstrap (interceptor, health, reflection), the Broadcaster, the RelayPublisher (local,
   or through Redis with --redis-url) and the real signal repository on the embedded
   SQLite database (or --database-url). On command it plays the scheduler: for each signal
-  it STORES it (committed), notes the time, then PUBLISHES it;
+  it STORES it (committed), notes the time, then PUBLISHES it. So that its resident
+  memory is what `python -m signal_svc` would hold, it also imports everything the real
+  service imports (market data, engine, inference client, token verification, ...) and
+  loads the offline history the service replays, without running them; with
+  --streams-only it holds only what serving the streams needs. It does not import what
+  only this orchestrator uses (Alembic, the test helpers: pytest, asyncpg);
 - the CLIENTS (`--role clients`, --client-processes of them): together --subscribers
   streams, each on its own connection by default, subscribed to EUR/USD; each notes when
   every signal arrives;
@@ -18,7 +23,8 @@ Three kinds of processes, so the server's resident memory is its own:
   and memory.
 
 Targets: p99 from stored to received under 100 ms; server resident memory under 150 MB
-while serving the 1,000 streams. Clients and server share this machine's cores, so the
+while serving the 1,000 streams (`bench/signal_idle_rss.py` measures a real, idle
+`python -m signal_svc`). Clients and server share this machine's cores, so the
 latencies include the clients' own CPU time (Python gRPC receiving 1,000 streams);
 `--pin` puts the server on CPU 0 and the clients on the others, as if they were other
 hosts. `--server-timing` also prints when the server handed each message to gRPC.
@@ -32,7 +38,7 @@ as the server's latency.
 
 Run:  .venv/bin/python bench/signal_fanout.py [--subscribers 1000] [--signals 40]
           [--interval 0.25] [--burst 1] [--client-processes 2] [--streams-per-connection 1]
-          [--pin] [--server-timing] [--no-gc-freeze] [--strict]
+          [--pin] [--server-timing] [--no-gc-freeze] [--streams-only] [--strict]
           [--redis-url redis://127.0.0.1:6379/0] [--database-url postgresql+asyncpg://...]
 """
 
@@ -65,9 +71,10 @@ from common.callers import Caller
 from common.errors import Unauthenticated
 from common.grpc_metadata import bearer_token
 from common.market import Timeframe
-from common.migrations import upgrade
 from common.settings import REPO_ROOT, Settings
-from tests.infra import delete_redis_prefix, free_port, stop_process
+
+# Not imported here: what only the orchestrator uses (common.migrations: Alembic;
+# tests.infra: pytest, asyncpg), about 16 MB the server process must not count.
 
 TARGET_P99_MS = 100.0
 TARGET_RSS_MB = 150.0
@@ -81,8 +88,7 @@ METADATA = (("authorization", f"Bearer {TOKEN}"),)
 async def serve(args: argparse.Namespace, bars: list[list[float]]) -> None:
     if args.cpus:
         os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
-    # Only what serving streams needs: migrations ran in the orchestrator, and the real
-    # bars' prices come in a file (no pandas here), so the RSS is the stream server's.
+    # Migrations ran in the orchestrator, and the real bars' prices come in a file.
     from common.db import create_engine, session_factory
     from common.logging import configure_logging
     from common.server import ServiceSpec, start_server
@@ -101,6 +107,15 @@ async def serve(args: argparse.Namespace, bars: list[list[float]]) -> None:
         subscriber_buffer=args.subscriber_buffer,
     )
     configure_logging(settings, "signal-fanout-bench")
+    offline_bars = 0
+    if not args.streams_only:
+        # What the real signal_svc process holds besides the streams: every module it
+        # imports and the offline history it replays (loaded, not replayed here).
+        import signal_svc.server  # noqa: F401
+        from signal_svc.market import offline_history
+
+        offline = offline_history(settings)
+        offline_bars = sum(len(candles) for candles in offline.series.values())
     engine = create_engine(settings)
     repository = SignalRepository(session_factory(engine))
     broadcaster = Broadcaster(settings.subscriber_buffer)
@@ -155,7 +170,7 @@ async def serve(args: argparse.Namespace, bars: list[list[float]]) -> None:
             pauses.append((time.perf_counter() - started_at[0]) * 1000)
 
     gc.callbacks.append(gc_timer)
-    emit({"ready": running.port})
+    emit({"ready": running.port, "offline_bars": offline_bars})
 
     loop = asyncio.get_running_loop()
     index = 0
@@ -334,6 +349,8 @@ class Process:
         self.process.stdin.flush()
 
     def stop(self) -> None:
+        from tests.infra import stop_process
+
         stop_process(self.process, grace=10)
         self.log.close()
 
@@ -357,6 +374,9 @@ def percentile(values: np.ndarray, q: float) -> float:
 
 
 def orchestrate(args: argparse.Namespace) -> int:
+    from common.migrations import upgrade
+    from tests.infra import delete_redis_prefix, free_port
+
     workdir = Path(tempfile.mkdtemp(prefix="aifx-fanout-bench-"))
     prefix = f"aifx-bench-fanout-{uuid.uuid4().hex[:8]}:"
     port = free_port()
@@ -390,12 +410,13 @@ def orchestrate(args: argparse.Namespace) -> int:
             server_cpus,
             *(["--server-timing"] if args.server_timing else []),
             *([] if args.gc_freeze else ["--no-gc-freeze"]),
+            *(["--streams-only"] if args.streams_only else []),
         ],
         workdir / "server.log",
     )
     client_processes: list[Process] = []
     try:
-        server.record("ready")
+        offline_bars = server.record("ready")["offline_bars"]
         pid = server.process.pid
         baseline = memory_mb(pid)["VmRSS"]
         shares = [
@@ -486,6 +507,14 @@ def orchestrate(args: argparse.Namespace) -> int:
     serving_rss = max(sampler.samples or [idle])
 
     print(
+        "server holds: "
+        + (
+            "only what serving the streams needs (--streams-only)"
+            if args.streams_only
+            else f"signal_svc's modules and its offline history ({offline_bars} bars)"
+        )
+    )
+    print(
         f"subscribers: {subscribed} streams registered ({args.client_processes} client processes, "
         f"{args.streams_per_connection} stream(s) per connection) in {connect_seconds:.1f} s"
     )
@@ -571,6 +600,12 @@ def main() -> int:
         "--server-timing",
         action="store_true",
         help="also time when the server hands each message to gRPC",
+    )
+    parser.add_argument(
+        "--streams-only",
+        action="store_true",
+        help="server holds only what serving streams needs, not signal_svc's other modules "
+        "and offline history",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     # server / clients

@@ -1,13 +1,22 @@
 """What every loader shares: the errors, argument checks, frame → Candles, and building
-4h/1d bars from hourly ones."""
+longer bars (4h, 1d) from shorter ones.
+
+pandas is imported only by the functions that take a DataFrame (`aggregate_hourly`,
+`frame_to_candles`: the Yahoo path, whose yfinance needs pandas anyway). The offline
+paths (bundled history, CSV files) work on numpy arrays, so a long-running service
+replaying them never loads pandas (about 42 MB of resident memory)."""
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
-from common.candles import Candles, make_candles
+import numpy as np
+
+from common.candles import TIMEFRAME_SECONDS, Candles, make_candles
 from common.market import Timeframe, normalize_pair
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Pandas resampling rules for the timeframes that are built from hourly bars. Buckets
 # start at 00:00 UTC, so 4h bars open at 00, 04, ... 20 UTC and daily bars at midnight UTC.
@@ -41,6 +50,37 @@ def as_timeframe(timeframe: Timeframe | str) -> Timeframe:
         raise MarketDataError(f"'{timeframe}' is not a timeframe; use one of {offered}") from None
 
 
+def aggregate_candles(candles: Candles, timeframe: Timeframe) -> Candles:
+    """Shorter bars as bars of `timeframe` (longer), with numpy: first open, highest
+    high, lowest low, last close, summed volume of the bars in each bucket; buckets
+    without bars (weekends) are absent. Buckets start at 00:00 UTC (every timeframe
+    divides a day), so 4h bars open at 00, 04, ... 20 UTC and daily bars at midnight UTC —
+    the buckets of `aggregate_hourly` (pandas' resample), with the same values (volumes
+    are summed left to right, where pandas compensates rounding: fractional volumes may
+    differ in the last binary digit). A last bucket may be incomplete: the caller decides
+    whether a bar that closes after the last bar it is built from is kept."""
+    width = TIMEFRAME_SECONDS[timeframe]
+    if width <= TIMEFRAME_SECONDS[candles.timeframe]:
+        raise MarketDataError(
+            f"{timeframe.value} bars cannot be built from {candles.timeframe.value} bars"
+        )
+    if not len(candles):
+        return make_candles(candles.pair, timeframe, [], [], [], [], [], [])
+    buckets = candles.times - candles.times % width  # times increase: so do buckets
+    starts = np.flatnonzero(np.diff(buckets, prepend=buckets[0] - 1))
+    lasts = np.append(starts[1:], len(candles)) - 1
+    return make_candles(
+        candles.pair,
+        timeframe,
+        buckets[starts],
+        candles.open[starts],
+        np.maximum.reduceat(candles.high, starts),
+        np.minimum.reduceat(candles.low, starts),
+        candles.close[lasts],
+        np.add.reduceat(candles.volume, starts),
+    )
+
+
 def aggregate_hourly(frame: pd.DataFrame, timeframe: Timeframe) -> pd.DataFrame:
     """Hourly Open/High/Low/Close/Volume bars (UTC or naive-UTC index) as 4h or 1d bars:
     first open, highest high, lowest low, last close, summed volume of the hours in each
@@ -56,6 +96,8 @@ def aggregate_hourly(frame: pd.DataFrame, timeframe: Timeframe) -> pd.DataFrame:
 def frame_to_candles(frame: pd.DataFrame, pair: str, timeframe: Timeframe) -> Candles:
     """A frame with Open/High/Low/Close[/Volume] columns and a datetime index (UTC, or
     naive meaning UTC) as Candles."""
+    import pandas as pd  # only callers that already have a DataFrame get here
+
     index = pd.DatetimeIndex(frame.index)
     if index.tz is not None:
         index = index.tz_convert("UTC").tz_localize(None)

@@ -11,6 +11,11 @@ yfinance reports failures in two ways: offline, `Ticker.history` raises curl_cff
 frame (as `yf.download` always does). Both, like rate limiting, are retried a few times
 with exponential backoff and then become one `MarketDataUnavailable` naming the cause
 (taken from the exception or from what yfinance logged). Nothing is ever made up.
+
+yfinance, and pandas which it needs, are imported on the first call, not with this
+module: `signal_svc` imports it in every mode but uses Yahoo only in live mode, and the
+two would cost a replaying service about 70 MB of resident memory (pandas about 42,
+yfinance with curl_cffi about 28) for nothing.
 """
 
 from __future__ import annotations
@@ -20,9 +25,8 @@ import re
 import threading
 import time
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import structlog
 import tenacity
 
@@ -36,6 +40,9 @@ from common.market_data._core import (
     as_timeframe,
     frame_to_candles,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Retry policy: `attempts` tries in all; the wait before the second is `backoff` seconds
 # and doubles after that, capped at MAX_WAIT.
@@ -98,6 +105,8 @@ def load_yahoo_history(
     Raises MarketDataError for a bad argument or bars that fail validation, and
     MarketDataUnavailable when Yahoo is unreachable or sends no bars in `attempts` tries.
     """
+    import pandas as pd  # here, not at the top: see the module's docstring
+
     pair = as_pair(pair)
     timeframe = as_timeframe(timeframe)
     symbol = yahoo_symbol(pair)
@@ -144,6 +153,8 @@ def _request(
     timeframe: Timeframe, period: str | None, start: When | None, end: When | None
 ) -> tuple[dict[str, Any], str]:
     """yfinance `history` arguments for the range, and the range in words."""
+    import pandas as pd
+
     if period is not None and (start is not None or end is not None):
         raise MarketDataError("give either period or start/end, not both")
     if start is None and end is None:
@@ -177,6 +188,8 @@ def _request(
 
 
 def _epoch(value: When, name: str) -> int:
+    import pandas as pd
+
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     try:

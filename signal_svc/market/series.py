@@ -2,7 +2,8 @@
 `backtesting` package, or a user's CSV file(s). Never synthetic prices.
 
 Longer timeframes are aggregated from the shortest one available for a pair (4h and 1d
-from the bundled hours, as `common.market_data` does), and an aggregated bar that would
+from the bundled hours, as `common.market_data` does, with numpy: this module, run by the
+long-lived signal service, does not import pandas), and an aggregated bar that would
 close after the last real bar of the series it is built from is dropped: it would be an
 unfinished bar presented as closed.
 
@@ -26,14 +27,13 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from common.candles import TIMEFRAME_SECONDS, Candles
 from common.market import Timeframe, normalize_pair
 from common.market_data import (
     MarketDataError,
+    aggregate_candles,
     bundled_pairs,
-    frame_to_candles,
     load_bundled_history,
     load_csv_history,
 )
@@ -44,9 +44,6 @@ SeriesKey = tuple[str, Timeframe]
 TIMEFRAMES_BY_LENGTH: tuple[Timeframe, ...] = tuple(
     sorted(Timeframe, key=lambda tf: TIMEFRAME_SECONDS[tf])
 )
-# Pandas rules that build a timeframe from shorter bars; buckets start at 00:00 UTC.
-_RULES = {Timeframe.H1: "1h", Timeframe.H4: "4h", Timeframe.D1: "1D"}
-_AGGREGATION = {"Open": "first", "High": "max", "Low": "min", "Close": "last", "Volume": "sum"}
 _PAIR_IN_NAME = re.compile(r"(?<![A-Za-z])([A-Za-z]{3})[/\-_ ]?([A-Za-z]{3})(?![A-Za-z])")
 _TIMEFRAME_IN_NAME = re.compile(r"(?<![0-9A-Za-z])(15m|1h|4h|1d)(?![0-9A-Za-z])", re.I)
 
@@ -88,22 +85,10 @@ def ordered(series: Mapping[SeriesKey, Candles], first_pairs: Iterable[str] = ()
 
 def aggregate(candles: Candles, timeframe: Timeframe) -> Candles:
     """Bars of `timeframe` built from shorter real bars (first open, highest high,
-    lowest low, last close, summed volume per bucket; empty buckets dropped), without
-    a last bar that would close after the last bar it is built from."""
-    frame = pd.DataFrame(
-        {
-            "Open": candles.open,
-            "High": candles.high,
-            "Low": candles.low,
-            "Close": candles.close,
-            "Volume": candles.volume,
-        },
-        index=pd.to_datetime(candles.times, unit="s"),
-    )
-    built = (
-        frame.resample(_RULES[timeframe], label="left", closed="left").agg(_AGGREGATION).dropna()
-    )
-    return complete_bars(frame_to_candles(built, candles.pair, timeframe), candles)
+    lowest low, last close, summed volume per bucket starting at 00:00 UTC; empty
+    buckets dropped), without a last bar that would close after the last bar it is
+    built from."""
+    return complete_bars(aggregate_candles(candles, timeframe), candles)
 
 
 def complete_bars(built: Candles, base: Candles) -> Candles:

@@ -4,17 +4,20 @@ factor: timing, no bar from the future, every close once and in order, price tic
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from common.candles import TIMEFRAME_SECONDS
 from common.market import Timeframe
-from common.market_data import CsvFormatError, MarketDataError
+from common.market_data import CsvFormatError, MarketDataError, aggregate_hourly, frame_to_candles
 from signal_svc.market import ReplayClock, ReplayFeed, csv_history
-from signal_svc.market.series import close_times
+from signal_svc.market.series import close_times, complete_bars
 
 EURUSD = "EUR/USD"
 H1, H4, D1 = Timeframe.H1, Timeframe.H4, Timeframe.D1
@@ -199,6 +202,54 @@ async def test_csv_replay_of_real_bars(tmp_path, bundled, stepped):
     first_full = np.flatnonzero(built.times >= bundled_4h.times[inside[1]])[0]
     np.testing.assert_array_equal(built.times[first_full:], bundled_4h.times[inside[1:]])
     np.testing.assert_array_equal(built.high[first_full:], bundled_4h.high[inside[1:]])
+
+
+def test_csv_aggregates_are_pandas_resample_of_the_same_bars(tmp_path, bundled):
+    """4h and 1d bars built (with numpy) from a CSV's real hours, starting and ending
+    inside buckets, are what pandas' resample builds from them, without the last bucket
+    if it would close after the file's last hour."""
+    hours = bundled.series[(EURUSD, H1)]
+    path = tmp_path / "eurusd_1h.csv"
+    _write_csv(path, hours, 1003, 1398)
+    history = csv_history(path)
+    base = history.series[(EURUSD, H1)]
+    frame = pd.DataFrame(
+        {
+            "Open": base.open,
+            "High": base.high,
+            "Low": base.low,
+            "Close": base.close,
+            "Volume": base.volume,
+        },
+        index=pd.to_datetime(base.times, unit="s"),
+    )
+    for timeframe in (H4, D1):
+        expected = complete_bars(
+            frame_to_candles(aggregate_hourly(frame, timeframe), EURUSD, timeframe), base
+        )
+        built = history.series[(EURUSD, timeframe)]
+        assert 0 < len(built) < len(aggregate_hourly(frame, timeframe))  # one dropped
+        np.testing.assert_array_equal(built.times, expected.times)
+        np.testing.assert_array_equal(built.ohlc(), expected.ohlc())
+        np.testing.assert_array_equal(built.volume, expected.volume)
+
+
+def test_the_service_replays_without_pandas_backtesting_or_yfinance():
+    """signal_svc's whole import graph plus the bundled history it replays leave pandas,
+    backtesting (bokeh) and yfinance out of the process (about 55 MB of resident memory
+    in a service that must stay under 150 MB); yfinance is imported in live mode only."""
+    code = (
+        "import sys\n"
+        "import signal_svc.server\n"
+        "from signal_svc.market import bundled_history\n"
+        "assert len(bundled_history().series) == 3\n"
+        "heavy = ('pandas', 'backtesting', 'bokeh', 'yfinance')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]", result.stdout
 
 
 def test_csv_pair_and_timeframe_from_the_name_or_the_bars(tmp_path, bundled):

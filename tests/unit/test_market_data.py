@@ -3,7 +3,10 @@ history, CSV files made from its rows, and yfinance without a network."""
 
 from __future__ import annotations
 
+import importlib.util
 import socket
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -20,7 +23,11 @@ from common.market_data import (
     CsvFormatError,
     MarketDataError,
     MarketDataUnavailable,
+    aggregate_candles,
+    aggregate_hourly,
+    bundled_csv_path,
     bundled_pairs,
+    frame_to_candles,
     load_bundled_history,
     load_csv_history,
     load_yahoo_history,
@@ -79,6 +86,70 @@ def test_bundled_refuses_what_it_does_not_have() -> None:
     with pytest.raises(MarketDataError, match="no bundled history for GBP/USD 1h"):
         load_bundled_history("GBP/USD", Timeframe.H1)
     assert bundled_pairs() == {"EUR/USD": [Timeframe.H1, Timeframe.H4, Timeframe.D1]}
+
+
+@pytest.mark.parametrize("timeframe", [Timeframe.H1, Timeframe.H4, Timeframe.D1])
+def test_bundled_bars_are_pandas_reading_of_the_same_file(timeframe: Timeframe) -> None:
+    """The loader parses backtesting's EURUSD.csv itself (csv module, numpy); what pandas
+    reads from that file (as `backtesting.test.EURUSD` does), and resamples for 4h/1d,
+    is the same, bar for bar, to the bit."""
+    path = bundled_csv_path()
+    assert path.parts[-3:] == ("backtesting", "test", "EURUSD.csv")
+    frame = pd.read_csv(path, index_col=0, parse_dates=True)
+    pd.testing.assert_frame_equal(frame, EURUSD)  # the file backtesting.test reads
+    if timeframe != Timeframe.H1:
+        frame = aggregate_hourly(frame, timeframe)
+    expected = frame_to_candles(frame, "EUR/USD", timeframe)
+    candles = load_bundled_history("EUR/USD", timeframe)
+    assert (candles.pair, candles.timeframe, len(candles)) == ("EUR/USD", timeframe, len(frame))
+    for column in ("times", "open", "high", "low", "close", "volume"):
+        actual, wanted = getattr(candles, column), getattr(expected, column)
+        assert actual.dtype == wanted.dtype, column
+        np.testing.assert_array_equal(actual, wanted, err_msg=column, strict=True)
+
+
+def test_bundled_history_loads_without_pandas_backtesting_or_yfinance() -> None:
+    """Importing the loaders and reading the bundled history (every timeframe) leaves
+    pandas, backtesting (and its bokeh) and yfinance out of the process: a fresh one."""
+    code = (
+        "import sys\n"
+        "from common.market_data import load_bundled_history\n"
+        "for tf in ('1h', '4h', '1d'):\n"
+        "    load_bundled_history('EUR/USD', tf)\n"
+        "heavy = ('pandas', 'backtesting', 'bokeh', 'yfinance')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_bundled_history_without_backtesting_installed(monkeypatch) -> None:
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name: str, *args: object):
+        return None if name == "backtesting" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(MarketDataError, match=r"'backtesting' package's test/EURUSD\.csv"):
+        load_bundled_history()
+
+
+def test_aggregate_candles_is_pandas_resample() -> None:
+    """The numpy aggregation (offline paths) builds the bars pandas' resample builds,
+    also from a span that starts and ends inside buckets."""
+    hours = load_bundled_history().slice(7, 1500)
+    frame = EURUSD.iloc[7:1500]
+    for timeframe in (Timeframe.H4, Timeframe.D1):
+        built = aggregate_candles(hours, timeframe)
+        expected = frame_to_candles(aggregate_hourly(frame, timeframe), "EUR/USD", timeframe)
+        np.testing.assert_array_equal(built.times, expected.times)
+        np.testing.assert_array_equal(built.ohlc(), expected.ohlc())
+        np.testing.assert_array_equal(built.volume, expected.volume)
+    assert len(aggregate_candles(hours.slice(0, 0), Timeframe.D1)) == 0
+    with pytest.raises(MarketDataError, match="1h bars cannot be built from 4h bars"):
+        aggregate_candles(aggregate_candles(hours, Timeframe.H4), Timeframe.H1)
 
 
 # --- CSV files made from real bars ----------------------------------------------------
