@@ -7,9 +7,13 @@ whenever this process commits one (`notify`) and, for events other replicas comm
 every `poll_seconds`; then it hands each event to every subscriber. No event is
 skipped and none is delivered twice, whichever replica wrote it.
 
-A stream that resumes from an id replays (resume id, the feed's position when it
-subscribed] from the database and then reads its live queue, which starts exactly after
-that position: no gap and no duplicate at the seam.
+A stream that resumes from an id subscribes first, then replays from the database every
+event committed after the resume id, and only then reads its live queue. The queue
+starts at the feed's position when it subscribed, which may lag the database (an event
+this process has just committed but the feed has not read yet): the replay covers that
+too, so everything committed before the call comes before the "live now" Heartbeat,
+and the live loop drops what the replay already sent. No gap and no duplicate at the
+seam.
 
 Overflow policy: each subscriber has a bounded queue. One that falls `buffer_size`
 events behind is ended with RESOURCE_EXHAUSTED naming the last event id it was sent; it
@@ -175,14 +179,15 @@ async def stream_events(
     last_sent = resume_after_id if resume_after_id is not None else subscription.start_id
     try:
         if resume_after_id is not None:
-            while last_sent < subscription.start_id:
+            # Not bounded by subscription.start_id: the feed may not have read the
+            # newest committed events yet (see the module docstring).
+            while True:
                 batch = await repository.events_after(last_sent, READ_BATCH, user_id)
-                batch = [event for event in batch if event.id <= subscription.start_id]
-                if not batch:
-                    break
                 for event in batch:
                     yield event
                     last_sent = event.id
+                if len(batch) < READ_BATCH:
+                    break
             yield Heartbeat()
         while True:
             try:
