@@ -24,6 +24,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from position_svc.pnl import plain_decimal
+
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 BIG_ID = BigInteger().with_variant(Integer, "sqlite")
 
@@ -45,7 +47,9 @@ class ExactDecimal(TypeDecorator[Decimal]):
         return format(value, "f")
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        return None if value is None else Decimal(value)
+        # Without NUMERIC(24, 10)'s padding: 1.085 reads back as 1.085 on PostgreSQL too,
+        # not 1.0850000000 (which would reach error messages and event documents).
+        return None if value is None else plain_decimal(Decimal(value))
 
 
 class Base(DeclarativeBase):
