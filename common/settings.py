@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     # Signals buffered per subscriber; one that falls this far behind is disconnected
     # (it can resume from its last id, losing nothing).
     subscriber_buffer: int = Field(default=256, ge=1)
+    # GetSignal answers from process memory for this long before asking the shared
+    # cache (Redis) again: another replica's new signal is seen at most this late (this
+    # replica's own are seen at once). 0 turns the memo off.
+    signal_memo_seconds: float = Field(default=0.5, ge=0)
 
     # --- positions --------------------------------------------------------------------
     # Where the position service finds signal_svc (prices); empty means 127.0.0.1 with

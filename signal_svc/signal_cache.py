@@ -9,13 +9,25 @@ signal's candle_time + timeframe when that is still ahead (live data); for repla
 history, whose candle times are historical, it is the signal's creation time plus the
 timeframe divided by the replay speed.
 
+In front of the store sits a short in-process memo (settings.signal_memo_seconds,
+0.5 s by default): GetSignal is read far more often than a series closes, and a Redis
+round trip per call was most of its latency under load. The memo is always current for
+this process's own signals: `put` replaces the series' memo at once (before the store
+is written), and a read that was in flight across a `put` answers with the put signal
+instead of memoising its older one. Another replica's new signal reaches this one only
+through the store, so it is served at most `memo_seconds` later than without the memo
+(for the same reason, a signal may be served up to `memo_seconds` past its entry's
+expiry).
+
 Losing Redis degrades (common.kv.RedisStore): entries fall back to the in-process store
 and GetSignal reads through to the database; nothing fails.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
@@ -34,6 +46,8 @@ log = structlog.get_logger(__name__)
 # Shortest life of an entry, so a signal stored just before its next close still
 # absorbs the burst of reads it triggers.
 MIN_TTL_SECONDS = 0.5
+# Default life of the in-process memo (settings.signal_memo_seconds).
+MEMO_SECONDS = 0.5
 
 
 def cache_key(pair: str, timeframe: Timeframe) -> str:
@@ -42,26 +56,39 @@ def cache_key(pair: str, timeframe: Timeframe) -> str:
     return f"signal:latest:{pair}:{timeframe.value}"
 
 
+@dataclass(frozen=True)
+class _Memo:
+    signal: Signal
+    expires: float  # on the cache's monotonic clock
+
+
 class SignalCache:
+    """The latest signal per series: memo, then store, then repository (module doc)."""
+
     def __init__(
         self,
         store: KeyValueStore,
         repository: SignalRepository,
         *,
         replay_speed: float = 1.0,
+        memo_seconds: float = MEMO_SECONDS,
         clock: Callable[[], datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._repository = repository
         self._speed = replay_speed
+        self._memo_seconds = memo_seconds
         self._clock = clock
+        self._monotonic = monotonic
+        self._memos: dict[str, _Memo] = {}
 
     @classmethod
     def from_settings(
         cls, settings: Settings, store: KeyValueStore, repository: SignalRepository
     ) -> SignalCache:
         speed = settings.replay_speed if settings.market_data_mode == "replay" else 1.0
-        return cls(store, repository, replay_speed=speed)
+        return cls(store, repository, replay_speed=speed, memo_seconds=settings.signal_memo_seconds)
 
     def ttl_seconds(self, signal: Signal) -> float:
         """Seconds until the series' next candle is expected to close (see module doc)."""
@@ -76,17 +103,34 @@ class SignalCache:
         return max(MIN_TTL_SECONDS, remaining)
 
     async def put(self, signal: Signal) -> None:
-        """Make `signal` the cached latest of its series (the scheduler, on store)."""
-        await self._store.set(
-            cache_key(signal.pair, signal.timeframe),
-            signal_to_json(signal),
-            self.ttl_seconds(signal),
-        )
+        """Make `signal` the cached latest of its series (the scheduler, on store). This
+        process serves it from the next call on: the memo is replaced before the store
+        write, which may take a network round trip."""
+        key = cache_key(signal.pair, signal.timeframe)
+        self._memoise(key, signal)
+        await self._store.set(key, signal_to_json(signal), self.ttl_seconds(signal))
 
     async def latest(self, pair: str, timeframe: Timeframe) -> Signal | None:
-        """The latest signal of the series from the cache, else from the database (and
-        then cached); None when the series has no signal yet."""
+        """The latest signal of the series from the memo, else the store, else the
+        database (and then cached); None when the series has no signal yet."""
         key = cache_key(pair, timeframe)
+        memo = self._memos.get(key)
+        if memo is not None and memo.expires > self._monotonic():
+            return memo.signal
+        signal = await self._read(key, pair, timeframe)
+        current = self._memos.get(key)
+        if current is not None and current is not memo:
+            # A `put` (or another read) while we were reading: at least as new as ours.
+            return current.signal
+        if signal is not None:
+            self._memoise(key, signal)
+        return signal
+
+    def _memoise(self, key: str, signal: Signal) -> None:
+        if self._memo_seconds > 0:
+            self._memos[key] = _Memo(signal, self._monotonic() + self._memo_seconds)
+
+    async def _read(self, key: str, pair: str, timeframe: Timeframe) -> Signal | None:
         cached = await self._store.get(key)
         if cached is not None:
             try:
@@ -95,5 +139,5 @@ class SignalCache:
                 log.warning("unreadable cached signal ignored", key=key)
         signal = await self._repository.latest(pair, timeframe)
         if signal is not None:
-            await self.put(signal)
+            await self._store.set(key, signal_to_json(signal), self.ttl_seconds(signal))
         return signal

@@ -1,5 +1,6 @@
 """GetSignal's cache on both backends: hits without the database, read-through on a
-miss, overwrite on store, expiry at the next candle close, and a dead Redis."""
+miss, overwrite on store, expiry at the next candle close, a dead Redis, and the
+in-process memo in front of the store (on a stepped clock: no timing assumptions)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis.asyncio as aioredis
 
-from common.kv import MemoryStore, RedisStore, fail_fast_options
+from common.kv import KeyValueStore, MemoryStore, RedisStore, fail_fast_options
 from common.market import Timeframe
+from signal_svc.convert import signal_to_json
 from signal_svc.engine import SignalEngine
 from signal_svc.signal_cache import SignalCache, cache_key
 from signal_svc.signals import Signal
@@ -20,6 +22,38 @@ from tests.infra import free_port, make_settings
 from tests.signal_engine.helpers import closed
 
 H1 = ("EUR/USD", Timeframe.H1)
+
+
+class CountingStore:
+    """A store that counts reads and can hold them until released."""
+
+    def __init__(self, inner: KeyValueStore) -> None:
+        self.inner = inner
+        self.gets = 0
+        self.release = asyncio.Event()
+        self.release.set()
+        self.reading = asyncio.Event()
+
+    async def set(self, key: str, value: str, ttl_seconds: float) -> None:
+        await self.inner.set(key, value, ttl_seconds)
+
+    async def get(self, key: str) -> str | None:
+        self.gets += 1
+        value = await self.inner.get(key)  # what the store held when asked
+        self.reading.set()
+        await self.release.wait()
+        return value
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class SteppedClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 class CountingRepository:
@@ -130,3 +164,89 @@ async def test_an_unreadable_entry_is_ignored(signal_db, kv_store, hours) -> Non
     stored = await signal_db.repository.store(older)
     await kv_store.set(cache_key(*H1), "{not json", 60)
     assert await SignalCache(kv_store, signal_db.repository).latest(*H1) == stored
+
+
+# --- the in-process memo -----------------------------------------------------------------
+
+
+async def test_the_memo_serves_repeated_reads_without_the_store(signal_db, kv_store, hours) -> None:
+    older, newer = await two_signals(signal_db, hours)
+    stored = await signal_db.repository.store(older)
+    store, clock = CountingStore(kv_store), SteppedClock()
+    cache = SignalCache(store, signal_db.repository, memo_seconds=0.5, monotonic=clock)
+    await cache.put(stored)
+    for _ in range(5):
+        assert await cache.latest(*H1) == stored
+    assert store.gets == 0
+    # This process's next signal is served at once, memo or not.
+    newest = await signal_db.repository.store(newer)
+    await cache.put(newest)
+    assert await cache.latest(*H1) == newest
+    assert store.gets == 0
+    # Once the memo is older than memo_seconds, the store is asked again (once).
+    clock.now += 0.5
+    assert await cache.latest(*H1) == newest
+    assert await cache.latest(*H1) == newest
+    assert store.gets == 1
+
+
+async def test_another_replicas_signal_is_seen_within_the_memo_ttl(
+    signal_db, kv_store, hours
+) -> None:
+    """Two replicas on one store: B's new signal reaches A when A's memo expires."""
+    older, newer = await two_signals(signal_db, hours)
+    stored = await signal_db.repository.store(older)
+    clock = SteppedClock()
+    a = SignalCache(kv_store, signal_db.repository, memo_seconds=0.5, monotonic=clock)
+    b = SignalCache(kv_store, signal_db.repository, memo_seconds=0.5, monotonic=clock)
+    await b.put(stored)
+    assert await a.latest(*H1) == stored  # memoised by A now
+    newest = await signal_db.repository.store(newer)
+    await b.put(newest)
+    assert await a.latest(*H1) == stored  # within A's memo TTL: still the older one
+    clock.now += 0.49
+    assert await a.latest(*H1) == stored
+    clock.now += 0.01
+    assert await a.latest(*H1) == newest
+
+
+async def test_a_read_in_flight_across_a_put_does_not_memoise_the_older_signal(
+    signal_db, hours
+) -> None:
+    older, newer = await two_signals(signal_db, hours)
+    stored = await signal_db.repository.store(older)
+    store = CountingStore(MemoryStore())
+    cache = SignalCache(store, signal_db.repository, memo_seconds=60, monotonic=SteppedClock())
+    await store.set(cache_key(*H1), signal_to_json(stored), 60)
+    store.release.clear()
+    reading = asyncio.create_task(cache.latest(*H1))
+    await store.reading.wait()  # the read has the older signal in hand
+    newest = await signal_db.repository.store(newer)
+    await cache.put(newest)
+    store.release.set()
+    assert await reading == newest
+    assert await cache.latest(*H1) == newest  # from the memo: the put one, not the read one
+    assert store.gets == 1
+
+
+async def test_memo_seconds_zero_turns_the_memo_off(signal_db, hours) -> None:
+    older, _ = await two_signals(signal_db, hours)
+    stored = await signal_db.repository.store(older)
+    store = CountingStore(MemoryStore())
+    cache = SignalCache(store, signal_db.repository, memo_seconds=0, monotonic=SteppedClock())
+    await cache.put(stored)
+    for _ in range(3):
+        assert await cache.latest(*H1) == stored
+    assert store.gets == 3
+
+
+async def test_the_memo_ttl_is_a_setting(signal_db, hours, tmp_path) -> None:
+    assert make_settings(tmp_path).signal_memo_seconds == 0.5
+    older, _ = await two_signals(signal_db, hours)
+    stored = await signal_db.repository.store(older)
+    store = CountingStore(MemoryStore())
+    settings = make_settings(tmp_path, signal_memo_seconds=0)
+    cache = SignalCache.from_settings(settings, store, signal_db.repository)
+    await cache.put(stored)
+    assert await cache.latest(*H1) == stored
+    assert store.gets == 1
