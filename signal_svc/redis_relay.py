@@ -41,6 +41,7 @@ from redis.asyncio.client import PubSub
 
 from common.kv import REDIS_ERRORS, Cooldown, fail_fast_options
 from common.settings import Settings
+from common.shutdown import stop_tasks
 from signal_svc.convert import signal_from_dict, signal_to_dict
 from signal_svc.fanout import Broadcaster
 from signal_svc.ports import SignalFilter, SignalReader
@@ -145,9 +146,9 @@ class RelayPublisher:
                 count=len(self._backlog),
             )
         if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            # Cancelled until it ends: it waits on Redis all the time and so can lose a
+            # cancellation on Python 3.11 (see common.shutdown).
+            await stop_tasks(self._listener)
             self._listener = None
         if self._client is not None:
             await self._client.aclose()

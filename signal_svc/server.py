@@ -4,10 +4,10 @@ fan-out and the servicers, under the common server bootstrap. No logic here."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 
 import grpc
+import structlog
 
 from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
 from common.db import create_engine, session_factory
@@ -18,6 +18,7 @@ from common.revocation import RevocationList
 from common.server import ServiceSpec, serve_forever
 from common.service_credentials import load_service_token
 from common.settings import Settings, get_settings
+from common.shutdown import stop_tasks
 from signal_svc.engine import SignalEngine
 from signal_svc.fanout import Broadcaster
 from signal_svc.inference_client import InferenceClient
@@ -28,30 +29,12 @@ from signal_svc.scheduler import Scheduler, configured_series
 from signal_svc.service import SignalInternalService, SignalParts, SignalService
 from signal_svc.signal_cache import SignalCache
 
+log = structlog.get_logger(__name__)
+
 SERVICE_NAMES = [
     signal_pb2.DESCRIPTOR.services_by_name["SignalService"].full_name,
     signal_pb2.DESCRIPTOR.services_by_name["SignalInternalService"].full_name,
 ]
-
-
-# How long a cancelled background task may take to end before it is cancelled again.
-RECANCEL_SECONDS = 0.5
-
-
-async def cancel_and_wait(task: asyncio.Task[None]) -> None:
-    """Cancel `task` and wait until it has ended, cancelling it again while it runs on.
-
-    One cancel is not always enough on Python 3.11: `asyncio.wait_for` returns the
-    result of an operation that completed just as the cancellation arrived and drops the
-    cancellation (CPython gh-86296, fixed in 3.12), and redis-py wraps every command
-    write in it when a socket timeout is set (common.kv.fail_fast_options). The market
-    and scheduler tasks write to Redis all the time, so shutdown used to wait forever for
-    a task that never saw its cancellation."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=RECANCEL_SECONDS)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 def build(settings: Settings) -> ServiceSpec:
@@ -97,8 +80,13 @@ def build(settings: Settings) -> ServiceSpec:
         tasks.append(asyncio.create_task(publisher.start(), name="relay-start"))
 
     async def release() -> None:
+        # Cancelled until they end: they talk to Redis all the time and can lose a
+        # cancellation on Python 3.11 (see common.shutdown).
+        await stop_tasks(*tasks)
         for task in tasks:
-            await cancel_and_wait(task)
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                log.error("background task had failed", task=task.get_name(), exc_info=error)
         closers: list[Callable[[], Awaitable[None]]] = [
             publisher.stop,
             market.close,

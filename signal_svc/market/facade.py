@@ -22,6 +22,7 @@ from common.kv import KeyValueStore, create_store
 from common.market import Timeframe, normalize_pair
 from common.market_data import MarketDataError
 from common.settings import Settings
+from common.shutdown import stop_tasks
 from signal_svc.market.candle_store import CandleRecorder, CandleStore, StoredCandles
 from signal_svc.market.live import DEFAULT_POLL_SECONDS, LiveFeed
 from signal_svc.market.prices import PriceHub
@@ -247,15 +248,30 @@ class Market:
 
     async def run(self) -> None:
         """The market's background work: backfill storage, then record closes and
-        publish prices until cancelled (or the replay ends)."""
+        publish prices until cancelled (or the replay ends; the first failure of either
+        stops the other and is raised).
+
+        Not a TaskGroup: recording writes to Redis all the time and can lose a
+        cancellation on Python 3.11, and a TaskGroup cancels its children only once,
+        so shutdown could wait forever. `stop_tasks` cancels them until they end, and
+        `run` ends only after both have (see common.shutdown)."""
         try:
             await self.backfill()
         except Exception:
             log.exception("candle backfill failed; continuing with live recording")
         self.ready.set()
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self.record_closes(), name="market-record-closes")
-            group.create_task(self.publish_prices(), name="market-publish-prices")
+        children = [
+            asyncio.create_task(self.record_closes(), name="market-record-closes"),
+            asyncio.create_task(self.publish_prices(), name="market-publish-prices"),
+        ]
+        try:
+            await asyncio.wait(children, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            await stop_tasks(*children)
+        for child in children:
+            error = None if child.cancelled() else child.exception()
+            if error is not None:
+                raise error
 
     async def close(self) -> None:
         self.prices.close()

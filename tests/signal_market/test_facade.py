@@ -1,16 +1,25 @@
 """build_market from settings: the replay of the bundled history by default, a user's
-CSV when configured, the live provider in live mode; a bad CSV fails at startup."""
+CSV when configured, the live provider in live mode; a bad CSV fails at startup. And
+`Market.run` stops even when a child loses its cancellation."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 
 from common.db import create_engine, session_factory
+from common.kv import MemoryStore
 from common.market import Timeframe
 from common.market_data import CsvFormatError
+from common.shutdown import stop_tasks
 from signal_svc.market import LiveFeed, ReplayFeed, build_market
+from signal_svc.market.candle_store import CandleStore
+from signal_svc.market.facade import Market
+from signal_svc.market.prices import PriceHub
+from signal_svc.ports import CandleClosed, PriceTick
 from tests.infra import make_settings
 
 EURUSD = "EUR/USD"
@@ -75,4 +84,86 @@ async def test_live_mode_offers_the_signal_pairs_and_fetches_nothing_at_startup(
     assert infos[EURUSD].offline  # the bundled history exists, though live serves it
     assert infos[EURUSD].timeframes == [Timeframe.H1, Timeframe.H4]
     assert market.feed.online == {}
+    await market.close()
+
+
+# --- stopping ------------------------------------------------------------------------------
+
+# Generous: stopping takes one re-cancel (0.5 s); this only turns a hang into a failure.
+STOP_WITHIN = 10.0
+
+
+class StubbornFeed:
+    """A feed offering nothing whose `closes()` loses its first cancellation, as the
+    recorder's Redis writes can on Python 3.11 (asyncio.wait_for, CPython gh-86296), and
+    runs on until cancelled again."""
+
+    source = "stubborn"
+
+    def __init__(self) -> None:
+        self.cancellations = 0
+        self.closes_ended = False
+
+    def offered(self) -> dict[str, list[Timeframe]]:
+        return {}
+
+    def now(self) -> float:
+        return 0.0
+
+    def tick_pairs(self) -> list[str]:
+        return []
+
+    def latest_tick(self, pair: str) -> PriceTick | None:
+        return None
+
+    async def history(self, pair: str, timeframe: Timeframe, limit: int):  # pragma: no cover
+        raise AssertionError("nothing is offered")
+
+    async def closes(self) -> AsyncIterator[CandleClosed]:
+        try:
+            while True:
+                try:
+                    await asyncio.Event().wait()
+                except asyncio.CancelledError:
+                    self.cancellations += 1
+                    if self.cancellations > 1:
+                        raise
+                    # The first one is lost: the feed goes on.
+            yield  # pragma: no cover (makes this an async generator)
+        finally:
+            self.closes_ended = True
+
+    async def ticks(self) -> AsyncIterator[PriceTick]:
+        await asyncio.Event().wait()
+        yield  # pragma: no cover
+
+
+async def test_the_market_stops_although_a_child_loses_its_cancellation() -> None:
+    feed = StubbornFeed()
+    market = Market(feed=feed, store=CandleStore(None, MemoryStore()), prices=PriceHub(8))  # type: ignore[arg-type]
+    runner = asyncio.create_task(market.run())
+    await market.ready.wait()
+    await asyncio.sleep(0)  # the children start
+    # As the server stops it; re-cancelling `run` more often than `run` re-cancels its
+    # children, so the parent is cancelled again while still stopping them.
+    stopping = asyncio.create_task(stop_tasks(runner, recancel_seconds=0.05))
+    await asyncio.wait({stopping}, timeout=STOP_WITHIN)
+    assert stopping.done(), "Market.run did not stop"
+    assert runner.cancelled()
+    assert feed.cancellations == 2
+    assert feed.closes_ended  # the child ended before its parent did: no orphan writer
+    await market.close()
+
+
+async def test_a_failing_child_stops_the_other_and_is_raised() -> None:
+    class Failing(StubbornFeed):
+        async def ticks(self) -> AsyncIterator[PriceTick]:
+            raise RuntimeError("the price source broke")
+            yield  # pragma: no cover
+
+    feed = Failing()
+    market = Market(feed=feed, store=CandleStore(None, MemoryStore()), prices=PriceHub(8))  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="the price source broke"):
+        await asyncio.wait_for(market.run(), STOP_WITHIN)
+    assert feed.closes_ended and feed.cancellations == 2
     await market.close()

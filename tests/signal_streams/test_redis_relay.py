@@ -193,3 +193,30 @@ async def test_an_unreadable_payload_is_skipped(redis_prefix: str, payload: byte
             await a.publish(make_signal(1, signal_id=1))
         assert await received_ids(on_b, 1) == [1]
         assert b.listening
+
+
+async def test_stop_ends_a_listener_that_loses_its_first_cancellation(redis_prefix: str) -> None:
+    """The listener waits on Redis all the time, where a cancellation can get lost on
+    Python 3.11 (asyncio.wait_for, CPython gh-86296): stop() cancels it until it ends."""
+    cancellations = 0
+
+    async def stubborn_listener() -> None:
+        nonlocal cancellations
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancellations += 1
+                if cancellations > 1:
+                    raise
+
+    relay = RelayPublisher(Broadcaster(), REDIS_URL, redis_prefix)
+    relay._listen = stubborn_listener  # type: ignore[method-assign]
+    await relay.start()
+    await asyncio.sleep(0)  # the listener is waiting
+    stopping = asyncio.create_task(relay.stop())
+    await asyncio.wait({stopping}, timeout=10.0)  # a bound that only turns a hang into a failure
+    assert stopping.done(), "RelayPublisher.stop did not return"
+    stopping.result()
+    assert cancellations == 2
+    assert not relay.listening
