@@ -166,6 +166,7 @@ async def test_the_internal_stream_sees_everyone_and_users_only_themselves(
     await close(env, alice, a1.id)
     b2 = await env.open(bob, entry_price="1.08628")
     await env.tick(165)  # the high reaches Bob's take-profit
+    await env.closed(bob, b1.id)
     a2 = await env.open(alice, entry_price="1.08628")
 
     seen = await next_events(everyone, 6, users={alice.id, bob.id})

@@ -117,14 +117,22 @@ async def test_the_sweep_records_monitoring_snapshots(env: PositionEnv) -> None:
             await server.stub.ClosePosition(
                 position_pb2.ClosePositionRequest(id=buy.id), metadata=user.auth
             )
-            taken = len(await env.repository.snapshots_of(buy.id))
-            witness = len(await env.repository.snapshots_of(sell.id))
 
-            async def swept_again() -> bool:
-                return len(await env.repository.snapshots_of(sell.id)) >= witness + 2
+            async def sweeps_after(count: int) -> int:
+                """Waits for `count` more sweeps (witnessed by the open position's
+                snapshots); the number of snapshots of the closed one then."""
+                witness = len(await env.repository.snapshots_of(sell.id))
 
-            await wait_for(swept_again, "two more sweeps")
-            assert len(await env.repository.snapshots_of(buy.id)) == taken
+                async def swept() -> bool:
+                    return len(await env.repository.snapshots_of(sell.id)) >= witness + count
+
+                await wait_for(swept, f"{count} more sweeps")
+                return len(await env.repository.snapshots_of(buy.id))
+
+            # A sweep that was under way at the close may still snapshot it; one that
+            # starts after that sweep has finished must not.
+            taken = await sweeps_after(1)
+            assert await sweeps_after(2) == taken
             assert (await env.get(user, sell.id, server.stub)).status == (
                 position_pb2.POSITION_STATUS_OPEN
             )
