@@ -51,6 +51,7 @@ from tests.infra import (
     AuthStack,
     EnvoyProcess,
     create_postgres_database,
+    delete_redis_prefix,
     drop_postgres_database,
     run_sync,
 )
@@ -244,9 +245,15 @@ async def signal_edge(
             )
     finally:
         await channel.close()
-        await stop_or_explain(running)
-        if own_database:
-            await asyncio.to_thread(run_sync, drop_postgres_database(own_database))
+        try:
+            await stop_or_explain(running)  # its market and scheduler write until here
+        finally:
+            # Only after the stop: a writer still running would recreate keys after the
+            # cleanup (the session's prefix cleanup runs later still, and would do too).
+            if settings.redis_url:
+                await delete_redis_prefix(settings.redis_prefix)
+            if own_database:
+                await asyncio.to_thread(run_sync, drop_postgres_database(own_database))
 
 
 @pytest.fixture
