@@ -400,7 +400,7 @@ class Performance(_message.Message):
     """
     max_drawdown: _builtins.str
     """Largest peak-to-trough fall of the equity curve, in `currency`, as a non-negative
-    decimal ("250.00"); "0" when the curve never fell.
+    decimal ("250.00"); "0.00" when the curve never fell.
     """
     currency: _builtins.str
     """Currency of every money figure here and in `pairs` and `equity_curve`, ISO 4217.
