@@ -18,8 +18,10 @@ Three rules make the service safe with several replicas and racing requests:
 
 from __future__ import annotations
 
+import asyncio
 import builtins
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -184,6 +186,25 @@ def _list_fingerprint(status: Status | None, pair: str | None) -> str:
 class PositionRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        bind = sessions.kw.get("bind")
+        self._sqlite = bind is not None and bind.dialect.name == "sqlite"
+        self._sqlite_writer = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def _writing(self, events: bool = True) -> AsyncIterator[AsyncSession]:
+        """A write transaction; `events` when it writes events (see
+        _begin_event_writes). SQLite has one writer at a time, and a connection that finds
+        the database locked waits in SQLite's busy handler, which naps up to 100 ms
+        between tries: with a few concurrent writers some waited seconds. So on SQLite
+        this process's write transactions take turns on a lock instead."""
+        async with contextlib.AsyncExitStack() as stack:
+            if self._sqlite:
+                await stack.enter_async_context(self._sqlite_writer)
+            session = await stack.enter_async_context(self._sessions())
+            await stack.enter_async_context(session.begin())
+            if events:
+                await self._begin_event_writes(session)
+            yield session
 
     async def _begin_event_writes(self, session: AsyncSession) -> None:
         if session.bind.dialect.name == "postgresql":
@@ -226,8 +247,7 @@ class PositionRepository:
             "idempotency_key": idempotency_key,
             "request_fingerprint": request_fingerprint,
         }
-        async with self._sessions() as session, session.begin():
-            await self._begin_event_writes(session)
+        async with self._writing() as session:
             dialect = session.bind.dialect.name
             statement: Any = (
                 postgresql.insert(PositionRow)
@@ -307,8 +327,7 @@ class PositionRepository:
         write the UPDATED event. FAILED_PRECONDITION when it was closed or changed
         meanwhile."""
         changed = replace(updated, version=current.version + 1)
-        async with self._sessions() as session, session.begin():
-            await self._begin_event_writes(session)
+        async with self._writing() as session:
             result = await session.execute(
                 update(PositionRow)
                 .where(
@@ -339,8 +358,7 @@ class PositionRepository:
         if not closes:
             return []
         wanted = {close.position.id: close for close in closes}
-        async with self._sessions() as session, session.begin():
-            await self._begin_event_writes(session)
+        async with self._writing() as session:
             claimed = await session.execute(
                 update(PositionRow)
                 .where(
@@ -427,7 +445,7 @@ class PositionRepository:
     async def record_snapshots(self, snapshots: Sequence[Snapshot]) -> None:
         if not snapshots:
             return
-        async with self._sessions() as session, session.begin():
+        async with self._writing(events=False) as session:
             await session.execute(
                 insert(SnapshotRow), [snapshot.__dict__ for snapshot in snapshots]
             )
