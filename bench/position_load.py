@@ -406,7 +406,7 @@ def open_request(entry: Decimal) -> position_pb2.OpenPositionRequest:
 
 
 async def bench_opens(settings: Settings, args: argparse.Namespace, var_dir: Path) -> None:
-    mode = "in process" if args.in_process else "a subprocess"
+    mode = "in process" if args.in_process else "as a subprocess"
     print(f"\n== OpenPosition throughput: {args.clients} clients, position_svc {mode} ==")
     history = load_bundled_history(PAIR, Timeframe.H1)
     bar = len(history) - 1
