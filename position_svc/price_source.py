@@ -83,13 +83,24 @@ class PriceSource:
 
     async def ticks(self, pairs: Sequence[str] = ()) -> AsyncIterator[Tick]:
         """Live price updates of `pairs` (all pairs with data when empty); heartbeats
-        are skipped. Raises grpc.aio.AioRpcError when the stream breaks."""
+        are skipped. Raises grpc.aio.AioRpcError when the stream breaks.
+
+        The first update of each pair on a new stream is the latest quote, whose range
+        may reach back before the stream opened (a replayed bar's whole high/low), that
+        is before positions opened since were watched: only its price is used. What
+        happened while no stream was open is the reconnect sweep's business."""
         stream = self._client().StreamPricesInternal(
             signal_pb2.StreamPricesInternalRequest(pairs=list(pairs)), metadata=self._metadata
         )
+        seen: set[str] = set()
         async for message in stream:
-            if message.WhichOneof("event") == "update":
-                yield tick_from_update(message.update)
+            if message.WhichOneof("event") != "update":
+                continue
+            tick = tick_from_update(message.update)
+            if tick.pair not in seen:
+                seen.add(tick.pair)
+                tick = Tick(tick.pair, tick.price, tick.price, tick.price, tick.time)
+            yield tick
 
     async def close(self) -> None:
         if self._channel is not None:

@@ -187,3 +187,52 @@ async def test_another_replica_watches_what_this_one_opened_and_moved(env: Posit
         EventType.UPDATED,
         EventType.TAKE_PROFIT_HIT,
     ]
+
+
+async def test_the_first_tick_of_a_new_stream_counts_only_its_price(env: PositionEnv) -> None:
+    """The first update of a pair on a new stream is the latest quote, whose range can
+    reach back before the stream (and positions opened since) existed: a level inside
+    that range but beyond its price does not close the position; the next tick's range
+    does."""
+    bars = env.bars
+    user = await env.user()
+    first = next(
+        i for i in range(START_BAR + 1, len(bars)) if bars.high[i] - bars.close[i] > 0.0004
+    )
+    entry = Decimal(repr(round(float(bars.close[first]), 5)))
+    take_profit = entry + Decimal("0.0002")  # inside bar `first`'s range, above its close
+    later = next(i for i in range(first + 1, len(bars)) if bars.high[i] >= float(take_profit))
+    stop_loss = Decimal(repr(round(float(bars.low[first : later + 1].min()) - 0.001, 5)))
+    async with price_standin(env.bars, SERVICE_TOKEN) as prices:
+        prices.set(first)  # the market is at the entry: the reconnect sweep closes nothing
+        async with serve_positions(env.settings_for(prices)) as server:
+            await prices.wait_streams(1)
+            opened = await env.open(
+                user,
+                server.stub,
+                entry_price=str(entry),
+                stop_loss=str(stop_loss),
+                take_profit=str(take_profit),
+            )
+            connects = prices.connects
+            prices.drop()
+            await prices.wait_streams(1, connects=connects + 1)
+            prices.push(first)  # its high reaches the take-profit, its close does not
+            await wait_for(
+                lambda: _priced_at(env, user, opened.id, server, prices.close_of(first)),
+                "the first tick to be evaluated",
+            )
+            assert (await env.get(user, opened.id, server.stub)).status == (
+                position_pb2.POSITION_STATUS_OPEN
+            )
+            prices.push(later)
+            closed = await env.closed(user, opened.id, server.stub)
+            assert closed.close_reason == position_pb2.CLOSE_REASON_TAKE_PROFIT
+            assert closed.exit_price == str(take_profit)
+
+
+async def _priced_at(
+    env: PositionEnv, user: object, position_id: str, server: object, close: Decimal
+) -> bool:
+    position = await env.get(user, position_id, server.stub)  # type: ignore[arg-type, attr-defined]
+    return position.current_price == str(close)
