@@ -183,9 +183,9 @@ async def stream_events(
             # newest committed events yet (see the module docstring).
             while True:
                 batch = await repository.events_after(last_sent, READ_BATCH, user_id)
-                for event in batch:
-                    yield event
-                    last_sent = event.id
+                for replayed in batch:
+                    yield replayed
+                    last_sent = replayed.id
                 if len(batch) < READ_BATCH:
                     break
             yield Heartbeat()

@@ -27,7 +27,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, insert, select, text, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    insert,
+    literal,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -308,7 +320,8 @@ class PositionRepository:
                     [FieldViolation("page_token", "is not a token this service issued")]
                 ) from None
             query = query.where(
-                tuple_(PositionRow.open_time, PositionRow.id) < tuple_(after_time, after_id)
+                tuple_(PositionRow.open_time, PositionRow.id)
+                < tuple_(literal(after_time), literal(after_id))
             )
         query = query.order_by(PositionRow.open_time.desc(), PositionRow.id.desc()).limit(size + 1)
         async with self._sessions() as session:
@@ -383,6 +396,7 @@ class PositionRepository:
                 for values in [_row_values(c.closed)]
             ]
             table = PositionRow.__table__  # Core executemany, one UPDATE per closed row
+            assert isinstance(table, Table)
             await session.execute(
                 update(table)
                 .where(table.c.id == bindparam("b_id"))
@@ -392,7 +406,8 @@ class PositionRepository:
             changes: builtins.list[tuple[EventType, Position]] = []
             for c in won:
                 closed = replace(c.closed, version=c.position.version + 1)
-                changes.append((CLOSE_EVENT[CloseReason(closed.close_reason)], closed))
+                assert closed.close_reason is not None
+                changes.append((CLOSE_EVENT[closed.close_reason], closed))
             return await self._write_events(session, changes)
 
     async def open_positions(self, pairs: Sequence[str] | None = None) -> builtins.list[Position]:
