@@ -3,20 +3,26 @@
 Used for token revocation (and, later, caches). Losing Redis degrades instead of
 failing: a Redis error is logged and the call falls back to the in-process store, so a
 Redis outage never takes a service down.
+
+The redis package is imported only where a Redis is used (a client is created, or
+`REDIS_ERRORS` is asked for): it costs a process ~5 MB resident, for nothing when no
+Redis is configured.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import redis.asyncio as aioredis
 import structlog
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from common.settings import Settings
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    # What a failing Redis raises: redis's errors and the socket's (see __getattr__).
+    REDIS_ERRORS: tuple[type[BaseException], ...]
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +66,20 @@ class MemoryStore:
             del self._data[key]
 
 
-REDIS_ERRORS = (RedisError, OSError)
+def redis_errors() -> tuple[type[BaseException], ...]:
+    """What a failing Redis raises: redis's errors and the socket's (imports redis)."""
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError)
+
+
+def __getattr__(name: str) -> tuple[type[BaseException], ...]:
+    """`REDIS_ERRORS`, built on first access (PEP 562) so that importing this module does
+    not import redis. Code that only needs it once a Redis client exists should read it
+    then (`kv.REDIS_ERRORS`, or `redis_errors()`), not at import time."""
+    if name == "REDIS_ERRORS":
+        return redis_errors()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Cooldown:
@@ -88,6 +107,7 @@ class RedisStore:
         self._prefix = prefix
         self._fallback = MemoryStore()
         self._cooldown = Cooldown()
+        self._errors = redis_errors()
 
     async def set(self, key: str, value: str, ttl_seconds: float) -> None:
         await self._fallback.set(key, value, ttl_seconds)
@@ -95,14 +115,14 @@ class RedisStore:
             return
         try:
             await self._client.set(self._prefix + key, value, px=max(1, int(ttl_seconds * 1000)))
-        except REDIS_ERRORS as exc:
+        except self._errors as exc:
             self._cooldown.trip("set", exc)
 
     async def get(self, key: str) -> str | None:
         if not self._cooldown.active:
             try:
                 value = await self._client.get(self._prefix + key)
-            except REDIS_ERRORS as exc:
+            except self._errors as exc:
                 self._cooldown.trip("get", exc)
             else:
                 return value.decode() if isinstance(value, bytes) else value
@@ -115,6 +135,9 @@ class RedisStore:
 def fail_fast_options() -> dict[str, object]:
     """Client options for a Redis that is only ever an accelerator: short timeouts and
     no retries, so a dead Redis costs one short timeout, not seconds of backoff."""
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
     return {
         "socket_connect_timeout": 0.5,
         "socket_timeout": 0.5,
@@ -126,6 +149,8 @@ def redis_client(settings: Settings) -> aioredis.Redis | None:
     """A fail-fast Redis client, or None when no Redis is configured."""
     if not settings.redis_url:
         return None
+    import redis.asyncio as aioredis
+
     return aioredis.Redis.from_url(settings.redis_url, **fail_fast_options())
 
 

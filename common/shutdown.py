@@ -8,7 +8,7 @@ all the time (market recording, the signal scheduler, the relay listener) can sw
 its cancellation and run on; whoever awaits it after a single cancel waits forever.
 `asyncio.TaskGroup` has the same weakness: it cancels its children once, then waits.
 
-`stop_tasks` is `common.tasks.cancel_and_wait` (cancel again until the task ends) made
+`stop_tasks` cancels again until the task ends, and is made
 safe to nest: it stops several tasks at once, and when its caller is itself being
 cancelled meanwhile (a task stopping its own children while its parent re-cancels it)
 it still finishes stopping them before letting that cancellation through. Otherwise the
@@ -19,6 +19,7 @@ parent had ended, e.g. still writing to Redis after the service closed its store
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from typing import Any
 
 # How long a cancelled task may take to end before it is cancelled again.
@@ -48,3 +49,20 @@ async def stop_tasks(*tasks: asyncio.Task[Any], recancel_seconds: float = RECANC
             task.exception()  # marks it retrieved: the caller decides what a failure means
     if interrupted:
         raise asyncio.CancelledError
+
+
+async def run_together(children: dict[str, Coroutine[Any, Any, None]]) -> None:
+    """Run `children` (name → coroutine) as tasks until cancelled or until one fails;
+    then stop the others with `stop_tasks` and raise the first failure.
+
+    The TaskGroup replacement for background work that may lose a cancellation: a
+    TaskGroup cancels its children only once, so its shutdown could wait forever."""
+    tasks = [asyncio.create_task(coroutine, name=name) for name, coroutine in children.items()]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        await stop_tasks(*tasks)
+    for task in tasks:
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            raise error

@@ -16,7 +16,7 @@ from common.revocation import RevocationList
 from common.server import ServiceSpec, serve_forever
 from common.service_credentials import load_service_token
 from common.settings import Settings, get_settings
-from common.tasks import cancel_and_wait
+from common.shutdown import stop_tasks
 from position_svc.event_feed import EventFeed
 from position_svc.price_source import PriceSource
 from position_svc.repository import PositionRepository
@@ -62,8 +62,7 @@ def build(settings: Settings) -> ServiceSpec:
         tasks.append(asyncio.create_task(start_background(), name="position-start"))
 
     async def release() -> None:
-        for task in tasks:
-            await cancel_and_wait(task)
+        await stop_tasks(*tasks)
         for close in (prices.close, jwks.close, revocation_store.close, database.dispose):
             await close()
 

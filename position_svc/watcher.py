@@ -31,6 +31,7 @@ import grpc
 import structlog
 
 from common.errors import DomainError
+from common.shutdown import run_together
 from common.time import utcnow
 from position_svc.event_feed import EventFeed
 from position_svc.pnl import (
@@ -171,9 +172,9 @@ class Watcher:
         """Watch until cancelled: the price stream (reconnecting) and the periodic
         sweep."""
         await self.reload()
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._follow_prices(), name="watcher-prices")
-            group.create_task(self._sweep_periodically(), name="watcher-sweeps")
+        await run_together(
+            {"watcher-prices": self._follow_prices(), "watcher-sweeps": self._sweep_periodically()}
+        )
 
     async def _sweep_periodically(self) -> None:
         while True:
