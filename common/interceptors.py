@@ -3,11 +3,17 @@ Prometheus metrics, and domain errors turned into rich gRPC statuses.
 
 Doing all four in one wrapper keeps the status that is logged, counted and sent the
 same, and costs one extra coroutine frame per RPC instead of four.
+
+Server-streaming handlers come in gRPC's two styles: async generators (yield each
+response) and coroutines that `await context.write(response)` (lighter for streams a
+server holds thousands of: see signal_svc.stream_rpcs); each is wrapped in its own
+style, since gRPC picks how to run a handler by what the function is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -44,7 +50,10 @@ def _request_id(context: grpc.aio.ServicerContext) -> str:
 
 
 class _Call:
-    """Book-keeping of one RPC: what was asked, by whom, how it ended."""
+    """Book-keeping of one RPC: what was asked, by whom, how it ended. Slotted: a
+    long-lived stream holds one for its whole life, a server thousands at once."""
+
+    __slots__ = ("code", "context", "method", "peer", "request_id", "started")
 
     def __init__(self, method: str, context: grpc.aio.ServicerContext) -> None:
         self.method = method
@@ -66,9 +75,11 @@ class _Call:
 
     async def fail(self, exc: BaseException) -> None:
         """Record how the RPC failed and answer the client with the right status."""
-        if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
-            # The client went away (a stream closed mid-send raises GeneratorExit in the
-            # generator): nobody to answer, and aborting a dead call crashes grpc.
+        if isinstance(exc, (asyncio.CancelledError, GeneratorExit, grpc.aio.InternalError)):
+            # The client went away (a stream closed mid-send raises GeneratorExit in a
+            # response generator; a handler's `context.write` fails with gRPC's
+            # InternalError, "batch failed"): nobody to answer, and aborting a dead call
+            # crashes grpc.
             self.code = grpc.StatusCode.CANCELLED
             return
         if isinstance(exc, grpc.aio.AbortError):
@@ -98,8 +109,19 @@ class _Call:
         structlog.contextvars.unbind_contextvars("request_id")
 
 
+# Wrapped handlers kept per (method, handler); past this many (handlers made per call by
+# some servicer?) the cache starts over instead of growing.
+WRAPPED_HANDLERS_MAX = 1024
+
+
 class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps unary and server-streaming handlers (the only kinds AIFX contracts use)."""
+    """Wraps unary and server-streaming handlers (the only kinds AIFX contracts use).
+
+    A method's wrapped handler is made once and reused: made per call, it (a handler
+    tuple and a closure) would live as long as the call, which for a stream is hours."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[tuple[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
@@ -109,20 +131,30 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = handler_call_details.method
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        key = (handler_call_details.method, handler)
+        wrapped = self._wrapped.get(key)
+        if wrapped is None:
+            if len(self._wrapped) >= WRAPPED_HANDLERS_MAX:
+                self._wrapped.clear()
+            wrapped = self._wrapped[key] = _wrap(*key)
+        return wrapped
+
+
+def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """`handler` with the observability of every call of `method` around it."""
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            _wrap_unary(method, handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            _wrap_stream(method, handler.unary_stream),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler
 
 
 def _wrap_unary(method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
@@ -141,6 +173,9 @@ def _wrap_unary(method: str, behaviour: Callable[..., Any]) -> Callable[..., Any
 
 
 def _wrap_stream(method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(behaviour):
+        return _wrap_writer(method, behaviour)
+
     async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         call = _Call(method, context)
         await call.begin(echo_request_id=False)
@@ -154,3 +189,20 @@ def _wrap_stream(method: str, behaviour: Callable[..., Any]) -> Callable[..., An
             call.finish()
 
     return stream
+
+
+def _wrap_writer(method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    """A streaming handler that writes its responses (`context.write`) and returns None."""
+
+    async def writer(request: Any, context: grpc.aio.ServicerContext) -> None:
+        call = _Call(method, context)
+        await call.begin(echo_request_id=False)
+        try:
+            await behaviour(request, context)
+        except BaseException as exc:
+            await call.fail(exc)
+            raise
+        finally:
+            call.finish()
+
+    return writer
