@@ -137,15 +137,26 @@ async def serve(args: argparse.Namespace, bars: list[list[float]]) -> None:
 
     handed: dict[int, array[float]] = {}
 
+    class TimedContext:
+        """The RPC's context, noting when each signal message is handed to gRPC."""
+
+        def __init__(self, context: grpc.aio.ServicerContext) -> None:
+            self._context = context
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._context, name)
+
+        async def write(self, response: Any) -> None:
+            if response.WhichOneof("event") == "signal":
+                key = int(response.signal.id)
+                handed.setdefault(key, array("d")).append(time.time())
+            await self._context.write(response)
+
     class TimedSignalService(BenchSignalService):
         """Also notes when each signal message is handed to gRPC for sending."""
 
-        async def SubscribeSignals(self, request: Any, context: Any) -> Any:  # noqa: N802
-            async for response in super().SubscribeSignals(request, context):
-                if response.WhichOneof("event") == "signal":
-                    key = int(response.signal.id)
-                    handed.setdefault(key, array("d")).append(time.time())
-                yield response
+        async def SubscribeSignals(self, request: Any, context: Any) -> None:  # noqa: N802
+            await super().SubscribeSignals(request, TimedContext(context))
 
     service = TimedSignalService() if args.server_timing else BenchSignalService()
     spec = ServiceSpec(
@@ -369,6 +380,17 @@ class MemorySampler(threading.Thread):
             self.samples.append(memory_mb(self.pid).get("VmRSS", 0.0))
 
 
+def rss_parts(pid: int) -> str:
+    """RSS split into the process's own memory (RssAnon) and the file pages it maps
+    (RssFile: shared libraries, mostly), to tell which of the two moved between runs."""
+    values = dict.fromkeys(("RssAnon", "RssFile"), 0.0)
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in values:
+            values[name] = int(rest.split()[0]) / 1024
+    return f"anon {values['RssAnon']:.0f} + file {values['RssFile']:.0f} MB"
+
+
 def percentile(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q))
 
@@ -455,6 +477,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         connect_seconds = time.monotonic() - started
         time.sleep(1.0)
         idle = memory_mb(pid)["VmRSS"]
+        idle_parts = rss_parts(pid)
 
         sampler = MemorySampler(pid)
         sampler.start()
@@ -555,8 +578,8 @@ def orchestrate(args: argparse.Namespace) -> int:
     )
     per_thousand = (idle - baseline) * 1000 / max(1, subscribed)
     print(
-        f"server RSS: {baseline:.0f} MB before subscribers, {idle:.0f} MB with "
-        f"{subscribed} idle streams, max {serving_rss:.0f} MB while fanning out "
+        f"server RSS: {baseline:.0f} MB before subscribers, {idle:.0f} MB ({idle_parts}) "
+        f"with {subscribed} idle streams, max {serving_rss:.0f} MB while fanning out "
         f"(peak VmHWM {peak:.0f} MB); streams cost {per_thousand:.0f} MB per 1,000; "
         f"server CPU while publishing {server_cpu:.1f} s"
     )

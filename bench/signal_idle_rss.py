@@ -55,6 +55,17 @@ def mapped_packages(pid: int) -> list[str]:
     return [name for name in WATCHED if f"/site-packages/{name}/" in maps]
 
 
+def rss_parts(pid: int) -> str:
+    """RSS split into the process's own memory (RssAnon) and the file pages it maps
+    (RssFile: shared libraries, mostly), to tell which of the two moved between runs."""
+    values = dict.fromkeys(("RssAnon", "RssFile"), 0.0)
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in values:
+            values[name] = int(rest.split()[0]) / 1024
+    return f"anon {values['RssAnon']:.0f} + file {values['RssFile']:.0f} MB"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=75.0)
@@ -102,6 +113,7 @@ def main() -> int:
             samples.append((elapsed + args.interval, memory_mb(process.pid).get("VmRSS", 0.0)))
         loaded = mapped_packages(process.pid)
         peak = memory_mb(process.pid).get("VmHWM", 0.0)
+        parts = rss_parts(process.pid)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -117,7 +129,7 @@ def main() -> int:
     print("  " + "  ".join(f"{t:.0f}s:{mb:.0f}" for t, mb in samples))
     last = samples[-1][1] if samples else 0.0
     print(
-        f"last {last:.0f} MB, max sampled {max(mb for _, mb in samples):.0f} MB, "
+        f"last {last:.0f} MB ({parts}), max sampled {max(mb for _, mb in samples):.0f} MB, "
         f"peak VmHWM {peak:.0f} MB"
     )
     print(f"heavy packages with compiled code mapped: {', '.join(loaded) or 'none'}")

@@ -31,7 +31,7 @@ from signal_svc.convert import signal_message
 from signal_svc.fanout import Broadcaster
 from signal_svc.ports import SignalReader
 from signal_svc.signals import Action, Signal
-from signal_svc.stream_rpcs import StreamInternalRpcs, StreamRpcs
+from signal_svc.stream_rpcs import StreamInternalRpcs, StreamRpcs, subscribe_request
 from tests.infra import make_settings
 from tests.signal_streams.helpers import MemoryReader, make_signal
 
@@ -297,6 +297,15 @@ async def test_a_subscriber_that_stops_reading_is_cut_off_and_the_others_are_not
         assert signal_ids(rest) == list(range(len(got) + 1, SLOW_TEST_SIGNALS + 1))
         await hang_up(resumed, *healthy)
         await stuck_channel.close()
+
+
+def test_subscriptions_asking_the_same_share_one_filter() -> None:
+    """A server holds one filter per distinct subscription, not one per stream."""
+    first, _ = subscribe_request(signal_pb2.SubscribeSignalsRequest(pairs=["EUR/USD"]))
+    second, _ = subscribe_request(signal_pb2.SubscribeSignalsRequest(pairs=["eurusd"]))
+    other, _ = subscribe_request(signal_pb2.SubscribeSignalsRequest(pairs=["GBP/USD"]))
+    assert first is second
+    assert other != first
 
 
 async def test_bad_filters_name_every_field(stack: Stack) -> None:
