@@ -20,7 +20,6 @@ import builtins
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common import pagination
@@ -129,6 +128,19 @@ def decode_page_token(token: str, wanted: SignalFilter) -> int:
     return last_id
 
 
+def _dialect_insert(dialect: str) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT. Imported when used: the engine has
+    loaded its own dialect's package already, and importing the other one (PostgreSQL's
+    is ~2 MB resident) would cost memory for nothing."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert
+
+
 class SignalRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -143,11 +155,9 @@ class SignalRepository:
                 await session.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ORDER_LOCK_KEY}
                 )
-                statement: Any = postgresql.insert(SignalRow)
-            else:
-                statement = sqlite.insert(SignalRow)
             statement = (
-                statement.values(**values)
+                _dialect_insert(dialect)(SignalRow)
+                .values(**values)
                 .on_conflict_do_nothing(index_elements=["pair", "timeframe", "candle_time"])
                 .returning(SignalRow.id)
             )

@@ -33,3 +33,19 @@ async def test_dead_redis_degrades_to_the_process_store():
     assert await store.get("revoked") == "1"
     assert await store.get("never-set") is None
     await store.close()
+
+
+def test_importing_the_store_does_not_import_redis():
+    """A process without Redis configured does not pay for the redis package (~5 MB
+    resident); it is imported when a Redis client is made, or REDIS_ERRORS asked for."""
+    import subprocess
+    import sys
+
+    from common.settings import REPO_ROOT
+
+    check = (
+        "import sys, common.kv as kv; assert 'redis' not in sys.modules; "
+        "kv.MemoryStore(); assert 'redis' not in sys.modules; "
+        "from common.kv import REDIS_ERRORS; assert 'redis' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", check], cwd=REPO_ROOT, check=True)
