@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -44,3 +44,26 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded objects usable after commit (no lazy reloads in async)."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def upsert_insert(session: AsyncSession) -> Any:
+    """The session's dialect's INSERT, the one with ON CONFLICT. Imported when used: the
+    engine has loaded its own dialect's package already, and importing the other one
+    (PostgreSQL's is ~2 MB resident) would cost memory for nothing."""
+    if session.bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert
+
+
+async def commit_in_id_order(session: AsyncSession, lock_key: int) -> None:
+    """Make this transaction's inserts commit in id order with every other transaction
+    that calls this with the same key: on PostgreSQL, a transaction-scoped advisory lock
+    (ids come from a sequence and could otherwise commit out of order, and a reader
+    resuming "after id n" would skip one committed late); SQLite serialises writers
+    anyway. Call first in the transaction."""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})

@@ -36,14 +36,13 @@ from sqlalchemy import (
     insert,
     literal,
     select,
-    text,
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common import pagination
+from common.db import commit_in_id_order, upsert_insert
 from common.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -205,7 +204,7 @@ class PositionRepository:
     @contextlib.asynccontextmanager
     async def _writing(self, events: bool = True) -> AsyncIterator[AsyncSession]:
         """A write transaction; `events` when it writes events (see
-        _begin_event_writes). SQLite has one writer at a time, and a connection that finds
+        commit_in_id_order). SQLite has one writer at a time, and a connection that finds
         the database locked waits in SQLite's busy handler, which naps up to 100 ms
         between tries: with a few concurrent writers some waited seconds. So on SQLite
         this process's write transactions take turns on a lock instead."""
@@ -215,14 +214,8 @@ class PositionRepository:
             session = await stack.enter_async_context(self._sessions())
             await stack.enter_async_context(session.begin())
             if events:
-                await self._begin_event_writes(session)
+                await commit_in_id_order(session, _EVENT_ORDER_LOCK_KEY)
             yield session
-
-    async def _begin_event_writes(self, session: AsyncSession) -> None:
-        if session.bind.dialect.name == "postgresql":
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _EVENT_ORDER_LOCK_KEY}
-            )
 
     async def _write_events(
         self, session: AsyncSession, changes: Sequence[tuple[EventType, Position]]
@@ -260,14 +253,9 @@ class PositionRepository:
             "request_fingerprint": request_fingerprint,
         }
         async with self._writing() as session:
-            dialect = session.bind.dialect.name
-            statement: Any = (
-                postgresql.insert(PositionRow)
-                if dialect == "postgresql"
-                else sqlite.insert(PositionRow)
-            )
             statement = (
-                statement.values(**values)
+                upsert_insert(session)(PositionRow)
+                .values(**values)
                 .on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"])
                 .returning(PositionRow.id)
             )

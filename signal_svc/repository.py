@@ -19,10 +19,11 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, select, text
+from sqlalchemy import ColumnElement, Select, and_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common import pagination
+from common.db import commit_in_id_order, upsert_insert
 from common.errors import FieldViolation, InvalidArgument
 from common.market import Timeframe
 from common.pagination import effective_page_size, fingerprint
@@ -128,19 +129,6 @@ def decode_page_token(token: str, wanted: SignalFilter) -> int:
     return last_id
 
 
-def _dialect_insert(dialect: str) -> Any:
-    """The dialect's INSERT, which has ON CONFLICT. Imported when used: the engine has
-    loaded its own dialect's package already, and importing the other one (PostgreSQL's
-    is ~2 MB resident) would cost memory for nothing."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        return postgresql.insert
-    from sqlalchemy.dialects import sqlite
-
-    return sqlite.insert
-
-
 class SignalRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -150,13 +138,9 @@ class SignalRepository:
         stored (by this or another scheduler)."""
         values = _to_row_values(signal)
         async with self._sessions() as session, session.begin():
-            dialect = session.bind.dialect.name
-            if dialect == "postgresql":
-                await session.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ORDER_LOCK_KEY}
-                )
+            await commit_in_id_order(session, _ORDER_LOCK_KEY)
             statement = (
-                _dialect_insert(dialect)(SignalRow)
+                upsert_insert(session)(SignalRow)
                 .values(**values)
                 .on_conflict_do_nothing(index_elements=["pair", "timeframe", "candle_time"])
                 .returning(SignalRow.id)

@@ -23,10 +23,10 @@ from datetime import UTC, datetime
 import numpy as np
 import structlog
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common.candles import TIMEFRAME_SECONDS, Candles
+from common.db import upsert_insert
 from common.kv import KeyValueStore, MemoryStore
 from common.market import Timeframe
 from common.time import as_utc
@@ -127,9 +127,7 @@ class CandleStore:
             for i in range(len(candles))
         ]
         async with self._sessions() as session:
-            insert = (
-                postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-            )
+            insert = upsert_insert(session)
             for start in range(0, len(rows), UPSERT_CHUNK):
                 statement = insert(CandleRow).values(rows[start : start + UPSERT_CHUNK])
                 statement = statement.on_conflict_do_update(
