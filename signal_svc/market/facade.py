@@ -22,7 +22,7 @@ from common.kv import KeyValueStore, create_store
 from common.market import Timeframe, normalize_pair
 from common.market_data import MarketDataError
 from common.settings import Settings
-from common.shutdown import stop_tasks
+from common.shutdown import run_together
 from signal_svc.market.candle_store import CandleRecorder, CandleStore, StoredCandles
 from signal_svc.market.live import DEFAULT_POLL_SECONDS, LiveFeed
 from signal_svc.market.prices import PriceHub
@@ -253,25 +253,19 @@ class Market:
 
         Not a TaskGroup: recording writes to Redis all the time and can lose a
         cancellation on Python 3.11, and a TaskGroup cancels its children only once,
-        so shutdown could wait forever. `stop_tasks` cancels them until they end, and
+        so shutdown could wait forever. `run_together` cancels them until they end, and
         `run` ends only after both have (see common.shutdown)."""
         try:
             await self.backfill()
         except Exception:
             log.exception("candle backfill failed; continuing with live recording")
         self.ready.set()
-        children = [
-            asyncio.create_task(self.record_closes(), name="market-record-closes"),
-            asyncio.create_task(self.publish_prices(), name="market-publish-prices"),
-        ]
-        try:
-            await asyncio.wait(children, return_when=asyncio.FIRST_EXCEPTION)
-        finally:
-            await stop_tasks(*children)
-        for child in children:
-            error = None if child.cancelled() else child.exception()
-            if error is not None:
-                raise error
+        await run_together(
+            {
+                "market-record-closes": self.record_closes(),
+                "market-publish-prices": self.publish_prices(),
+            }
+        )
 
     async def close(self) -> None:
         self.prices.close()
