@@ -34,18 +34,21 @@ import contextlib
 import json
 import uuid
 from collections import deque
+from typing import TYPE_CHECKING
 
-import redis.asyncio as aioredis
 import structlog
-from redis.asyncio.client import PubSub
 
-from common.kv import REDIS_ERRORS, Cooldown, fail_fast_options
+from common.kv import Cooldown, fail_fast_options, redis_errors
 from common.settings import Settings
 from common.shutdown import stop_tasks
 from signal_svc.convert import signal_from_dict, signal_to_dict
 from signal_svc.fanout import Broadcaster
 from signal_svc.ports import SignalFilter, SignalReader
 from signal_svc.signals import Signal
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+    from redis.asyncio.client import PubSub
 
 log = structlog.get_logger(__name__)
 
@@ -127,6 +130,8 @@ class RelayPublisher:
         Redis down the listener keeps retrying in the background."""
         if not self.redis_url or self._listener is not None:
             return
+        import redis.asyncio as aioredis  # only with Redis configured (~5 MB resident)
+
         self._client = aioredis.Redis.from_url(self.redis_url, **fail_fast_options())  # type: ignore[arg-type]
         self._listener = asyncio.create_task(self._listen(), name="signal-relay-listener")
 
@@ -181,7 +186,7 @@ class RelayPublisher:
             signal = self._backlog[0]
             try:
                 await client.publish(self.channel, encode(signal, self.origin))
-            except REDIS_ERRORS as exc:
+            except redis_errors() as exc:
                 self._cooldown.trip("publish signal", exc)
                 log.warning(
                     "signal not relayed to other replicas yet (Redis down); kept to retry",
@@ -195,6 +200,8 @@ class RelayPublisher:
     # --- listening ----------------------------------------------------------------------
 
     async def _listen(self) -> None:
+        import redis.asyncio as aioredis
+
         backoff = BACKOFF_START
         while True:
             client: aioredis.Redis | None = None
@@ -217,7 +224,7 @@ class RelayPublisher:
                         self._receive(message["data"])
                     if self._backlog:
                         await self._flush_backlog()  # unrelayed, and no publish since
-            except REDIS_ERRORS as exc:
+            except redis_errors() as exc:
                 if self._listening.is_set() or backoff == BACKOFF_START:
                     log.warning(
                         "signal relay lost Redis; fan-out is single-replica until it is back",
@@ -230,10 +237,10 @@ class RelayPublisher:
                 self._lost()
             finally:
                 if pubsub is not None:
-                    with contextlib.suppress(*REDIS_ERRORS):
+                    with contextlib.suppress(*redis_errors()):
                         await pubsub.aclose()
                 if client is not None:
-                    with contextlib.suppress(*REDIS_ERRORS):
+                    with contextlib.suppress(*redis_errors()):
                         await client.aclose()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
