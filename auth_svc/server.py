@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import grpc
 
 from aifx.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -16,11 +14,10 @@ from auth_svc.tokens import TokenIssuer
 from common.access_tokens import AccessTokenVerifier
 from common.db import create_engine, session_factory
 from common.kv import create_store
-from common.logging import configure_logging
 from common.revocation import RevocationList
-from common.server import ServiceSpec, serve_forever
+from common.server import ServiceSpec, run_service
 from common.service_credentials import load_service_token
-from common.settings import Settings, get_settings
+from common.settings import Settings
 
 SERVICE_NAMES = [
     auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
@@ -74,18 +71,8 @@ def build(settings: Settings) -> ServiceSpec:
     )
 
 
-async def serve(settings: Settings) -> None:
-    """Build inside the running event loop (gRPC channels bind to the loop that creates
-    them), then serve until SIGTERM/SIGINT."""
-    await serve_forever(
-        build(settings), settings.bind_host, settings.auth_port, settings.auth_metrics_port
-    )
-
-
 def main() -> None:
-    settings = get_settings()
-    configure_logging(settings, "auth_svc")
-    asyncio.run(serve(settings))
+    run_service("auth_svc", build, lambda s: (s.auth_port, s.auth_metrics_port))
 
 
 if __name__ == "__main__":

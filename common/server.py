@@ -17,6 +17,8 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from common.interceptors import ObservabilityInterceptor
+from common.logging import configure_logging
+from common.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
 
@@ -115,3 +117,21 @@ async def serve_forever(spec: ServiceSpec, host: str, port: int, metrics_port: i
     log.info("shutting down", service=spec.name)
     await running.stop()
     log.info("stopped", service=spec.name)
+
+
+def run_service(
+    name: str,
+    build: Callable[[Settings], ServiceSpec],
+    ports: Callable[[Settings], tuple[int, int]],
+) -> None:
+    """The `main()` of every service: read the settings, configure logging, then build
+    inside the running event loop (gRPC channels bind to the loop that creates them) and
+    serve on `ports(settings)` = (gRPC port, metrics port) until SIGTERM/SIGINT."""
+    settings = get_settings()
+    configure_logging(settings, name)
+    port, metrics_port = ports(settings)
+
+    async def serve() -> None:
+        await serve_forever(build(settings), settings.bind_host, port, metrics_port)
+
+    asyncio.run(serve())

@@ -3,15 +3,12 @@ server bootstrap. No logic here."""
 
 from __future__ import annotations
 
-import asyncio
-
 import grpc
 
 from aifx.inference.v1 import inference_pb2, inference_pb2_grpc
-from common.logging import configure_logging
-from common.server import ServiceSpec, serve_forever
+from common.server import ServiceSpec, run_service
 from common.service_credentials import load_service_token
-from common.settings import Settings, get_settings
+from common.settings import Settings
 from inference.model_client import ModelServerClient
 from inference.predictor import Predictor
 from inference.service import InferenceService
@@ -36,21 +33,8 @@ def build(settings: Settings) -> ServiceSpec:
     )
 
 
-async def serve(settings: Settings) -> None:
-    """Build inside the running event loop (gRPC channels bind to the loop that creates
-    them), then serve until SIGTERM/SIGINT."""
-    await serve_forever(
-        build(settings),
-        settings.bind_host,
-        settings.inference_port,
-        settings.inference_metrics_port,
-    )
-
-
 def main() -> None:
-    settings = get_settings()
-    configure_logging(settings, "inference")
-    asyncio.run(serve(settings))
+    run_service("inference", build, lambda s: (s.inference_port, s.inference_metrics_port))
 
 
 if __name__ == "__main__":

@@ -10,12 +10,11 @@ import grpc
 from aifx.position.v1 import position_pb2, position_pb2_grpc
 from common.db import create_engine, session_factory
 from common.kv import create_store
-from common.logging import configure_logging
 from common.remote_jwks import RemoteJwks
 from common.revocation import RevocationList
-from common.server import ServiceSpec, serve_forever
+from common.server import ServiceSpec, run_service
 from common.service_credentials import load_service_token
-from common.settings import Settings, get_settings
+from common.settings import Settings
 from common.shutdown import stop_tasks
 from position_svc.event_feed import EventFeed
 from position_svc.price_source import PriceSource
@@ -79,16 +78,8 @@ def build(settings: Settings) -> ServiceSpec:
     )
 
 
-async def serve(settings: Settings) -> None:
-    await serve_forever(
-        build(settings), settings.bind_host, settings.position_port, settings.position_metrics_port
-    )
-
-
 def main() -> None:
-    settings = get_settings()
-    configure_logging(settings, "position_svc")
-    asyncio.run(serve(settings))
+    run_service("position_svc", build, lambda s: (s.position_port, s.position_metrics_port))
 
 
 if __name__ == "__main__":

@@ -253,12 +253,7 @@ class PositionService(position_pb2_grpc.PositionServiceServicer):
     async def ListPositions(self, request, context):  # noqa: N802
         user_id = await self._user(context)
         violations = ViolationCollector()
-        pair = None
-        if request.pair:
-            try:
-                pair = normalize_pair(request.pair)
-            except ValueError as error:
-                violations.add("pair", str(error))
+        pair = _pair_filter(request.pair, violations)
         status = convert.STATUS_FROM_PROTO.get(request.status)
         if request.status and status is None:
             violations.add("status", "is not a known position status")
@@ -274,12 +269,7 @@ class PositionService(position_pb2_grpc.PositionServiceServicer):
     async def GetPerformance(self, request, context):  # noqa: N802
         user_id = await self._user(context)
         violations = ViolationCollector()
-        pair = None
-        if request.pair:
-            try:
-                pair = normalize_pair(request.pair)
-            except ValueError as error:
-                violations.add("pair", str(error))
+        pair = _pair_filter(request.pair, violations)
         period = convert.PERIOD_FROM_PROTO.get(request.period)
         if request.period and period is None:
             violations.add("period", "is not a known performance period")
@@ -322,6 +312,17 @@ class PositionInternalService(position_pb2_grpc.PositionInternalServiceServicer)
                 yield position_pb2.StreamAllPositionEventsResponse(
                     event=convert.event_message(item)
                 )
+
+
+def _pair_filter(raw: str, violations: ViolationCollector) -> str | None:
+    """An optional pair filter: None when empty; a bad one is recorded on `pair`."""
+    if not raw:
+        return None
+    try:
+        return normalize_pair(raw)
+    except ValueError as error:
+        violations.add("pair", str(error))
+        return None
 
 
 def _heartbeat() -> position_pb2.Heartbeat:

@@ -12,12 +12,11 @@ import structlog
 from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
 from common.db import create_engine, session_factory
 from common.kv import create_store
-from common.logging import configure_logging
 from common.remote_jwks import RemoteJwks
 from common.revocation import RevocationList
-from common.server import ServiceSpec, serve_forever
+from common.server import ServiceSpec, run_service
 from common.service_credentials import load_service_token
-from common.settings import Settings, get_settings
+from common.settings import Settings
 from common.shutdown import stop_tasks
 from signal_svc.engine import SignalEngine
 from signal_svc.fanout import Broadcaster
@@ -113,16 +112,8 @@ def build(settings: Settings) -> ServiceSpec:
     )
 
 
-async def serve(settings: Settings) -> None:
-    await serve_forever(
-        build(settings), settings.bind_host, settings.signal_port, settings.signal_metrics_port
-    )
-
-
 def main() -> None:
-    settings = get_settings()
-    configure_logging(settings, "signal_svc")
-    asyncio.run(serve(settings))
+    run_service("signal_svc", build, lambda s: (s.signal_port, s.signal_metrics_port))
 
 
 if __name__ == "__main__":
