@@ -20,13 +20,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterable, Sequence
 
 import structlog
 
 from common.market import Timeframe, normalize_pair
 from common.settings import Settings
+from common.shutdown import stop_tasks
 from signal_svc.engine import HISTORY_BARS, SignalEngine, candle_close_time
 from signal_svc.ports import CandleClosed, MarketData, SignalPublisher
 from signal_svc.repository import SignalRepository
@@ -100,9 +100,7 @@ class Scheduler:
                 if ended:
                     return
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await stop_tasks(reader)  # cancels again if the reader loses a cancellation
 
     async def _read_closes(self) -> None:
         delay = RESUBSCRIBE_MIN_SECONDS
