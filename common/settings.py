@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     # and its levels are re-checked against the latest price (catch-up after a dropped
     # price stream).
     position_sweep_seconds: float = Field(default=60.0, gt=0)
+    # Monitoring snapshots older than this are deleted by the sweep.
+    position_snapshot_retention_days: float = Field(default=7.0, gt=0)
     # How often each replica looks for position events committed by another replica
     # (events of its own are delivered at once).
     position_event_poll_seconds: float = Field(default=0.5, gt=0)

@@ -115,7 +115,10 @@ class SnapshotRow(Base):
     """A monitoring snapshot of an open position, taken by the periodic sweep."""
 
     __tablename__ = "position_snapshots"
-    __table_args__ = (Index("ix_position_snapshots_position", "position_id", "time"),)
+    __table_args__ = (
+        Index("ix_position_snapshots_position", "position_id", "time"),
+        Index("ix_position_snapshots_time", "time"),
+    )
 
     id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
     position_id: Mapped[str] = mapped_column(String(36))

@@ -4,6 +4,7 @@ and the servicers, under the common server bootstrap. No logic here."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import grpc
 
@@ -38,7 +39,13 @@ def build(settings: Settings) -> ServiceSpec:
     feed = EventFeed(
         repository, settings.position_event_poll_seconds, settings.position_event_buffer
     )
-    watcher = Watcher(repository, feed, prices, settings.position_sweep_seconds)
+    watcher = Watcher(
+        repository,
+        feed,
+        prices,
+        settings.position_sweep_seconds,
+        snapshot_retention=timedelta(days=settings.position_snapshot_retention_days),
+    )
     jwks = RemoteJwks(
         settings.effective_auth_target,
         issuer=settings.jwt_issuer,

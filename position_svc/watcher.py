@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import grpc
@@ -60,12 +60,14 @@ class Watcher:
         prices: PriceSource,
         sweep_seconds: float,
         clock: Callable[[], datetime] = utcnow,
+        snapshot_retention: timedelta = timedelta(days=7),
     ) -> None:
         self._repository = repository
         self._feed = feed
         self._prices = prices
         self._sweep_seconds = sweep_seconds
         self._clock = clock
+        self._snapshot_retention = snapshot_retention
         self._open: dict[str, dict[str, Position]] = defaultdict(dict)
         self.latest: dict[str, Decimal] = {}
         feed.add_listener(self.on_event)
@@ -163,7 +165,7 @@ class Watcher:
             for position in positions.values():
                 pips, pnl = unrealized(position, price)
                 snapshots.append(Snapshot(position.id, now, price, pips, pnl))
-        await self._repository.record_snapshots(snapshots)
+        await self._repository.record_snapshots(snapshots, now - self._snapshot_retention)
         return events
 
     # --- running --------------------------------------------------------------------

@@ -8,12 +8,15 @@ server)."""
 from __future__ import annotations
 
 import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from google.protobuf import field_mask_pb2
 
 from aifx.position.v1 import position_pb2
 from position_svc.positions import EventType
+from position_svc.repository import Snapshot
 from tests.position.conftest import (
     SERVICE_TOKEN,
     START_BAR,
@@ -236,3 +239,20 @@ async def _priced_at(
 ) -> bool:
     position = await env.get(user, position_id, server.stub)  # type: ignore[arg-type, attr-defined]
     return position.current_price == str(close)
+
+
+async def test_old_monitoring_snapshots_are_forgotten(env: PositionEnv) -> None:
+    """A sweep stores its snapshots and deletes those older than the retention."""
+    position_id = str(uuid.uuid4())
+    now = datetime.now(UTC)
+    old, recent = now - timedelta(days=8), now - timedelta(days=6)
+    one = Decimal("1.08")
+    await env.repository.record_snapshots(
+        [Snapshot(position_id, moment, one, Decimal(0), Decimal(0)) for moment in (old, recent)]
+    )
+    await env.repository.record_snapshots(
+        [Snapshot(position_id, now, one, Decimal(0), Decimal(0))],
+        forget_before=now - timedelta(days=7),
+    )
+    kept = await env.repository.snapshots_of(position_id)
+    assert [snapshot.time for snapshot in kept] == [recent, now]

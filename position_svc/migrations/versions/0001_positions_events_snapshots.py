@@ -73,6 +73,7 @@ def upgrade() -> None:
         _decimal("unrealized_pnl"),
     )
     op.create_index("ix_position_snapshots_position", "position_snapshots", ["position_id", "time"])
+    op.create_index("ix_position_snapshots_time", "position_snapshots", ["time"])
 
 
 def downgrade() -> None:
