@@ -30,3 +30,14 @@ def memory_mb(pid: int) -> dict[str, float]:
         if name in ("VmRSS", "VmHWM"):
             values[name] = int(rest.split()[0]) / 1024
     return values
+
+
+def rss_parts(pid: int) -> str:
+    """RSS split into the process's own memory (RssAnon) and the file pages it maps
+    (RssFile: shared libraries, mostly), to tell which of the two moved between runs."""
+    values = dict.fromkeys(("RssAnon", "RssFile"), 0.0)
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in values:
+            values[name] = int(rest.split()[0]) / 1024
+    return f"anon {values['RssAnon']:.0f} + file {values['RssFile']:.0f} MB"

@@ -64,7 +64,7 @@ from typing import Any
 
 import grpc
 import numpy as np
-from proc_stats import cpu_seconds, memory_mb
+from proc_stats import cpu_seconds, memory_mb, rss_parts
 
 from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
 from common.callers import Caller
@@ -378,17 +378,6 @@ class MemorySampler(threading.Thread):
     def run(self) -> None:
         while not self.halt.wait(0.05):
             self.samples.append(memory_mb(self.pid).get("VmRSS", 0.0))
-
-
-def rss_parts(pid: int) -> str:
-    """RSS split into the process's own memory (RssAnon) and the file pages it maps
-    (RssFile: shared libraries, mostly), to tell which of the two moved between runs."""
-    values = dict.fromkeys(("RssAnon", "RssFile"), 0.0)
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, rest = line.partition(":")
-        if name in values:
-            values[name] = int(rest.split()[0]) / 1024
-    return f"anon {values['RssAnon']:.0f} + file {values['RssFile']:.0f} MB"
 
 
 def percentile(values: np.ndarray, q: float) -> float:

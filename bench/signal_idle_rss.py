@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from proc_stats import memory_mb
+from proc_stats import memory_mb, rss_parts
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Packages whose compiled extensions in the process's memory maps say they were imported.
@@ -53,17 +53,6 @@ def mapped_packages(pid: int) -> list[str]:
     except OSError:
         return []
     return [name for name in WATCHED if f"/site-packages/{name}/" in maps]
-
-
-def rss_parts(pid: int) -> str:
-    """RSS split into the process's own memory (RssAnon) and the file pages it maps
-    (RssFile: shared libraries, mostly), to tell which of the two moved between runs."""
-    values = dict.fromkeys(("RssAnon", "RssFile"), 0.0)
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, rest = line.partition(":")
-        if name in values:
-            values[name] = int(rest.split()[0]) / 1024
-    return f"anon {values['RssAnon']:.0f} + file {values['RssFile']:.0f} MB"
 
 
 def main() -> int:
