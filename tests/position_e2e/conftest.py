@@ -48,6 +48,7 @@ from tests.infra import (
     AuthStack,
     EnvoyProcess,
     create_postgres_database,
+    delete_redis_prefix,
     drop_postgres_database,
     run_sync,
 )
@@ -131,9 +132,15 @@ async def position_edge(
         directory = tmp_path_factory.mktemp("position-e2e-db")
         signal_url = f"sqlite+aiosqlite:///{directory}/signal.db"
         position_url = f"sqlite+aiosqlite:///{directory}/position.db"
+    # A Redis prefix of its own: this signal_svc lives for the whole session, and on
+    # the signal_e2e prefix its relay would deliver its signals to that stack's streams.
     settings = signal_settings(auth, inference, signal_url).model_copy(
-        update={"replay_speed": REPLAY_SPEED}
+        update={
+            "replay_speed": REPLAY_SPEED,
+            "redis_prefix": f"{auth.settings.redis_prefix}position-e2e-signal:",
+        }
     )
+    signal_redis_prefix = settings.redis_prefix
     signal: RunningServer | None = None
     position: RunningServer | None = None
     channels: list[grpc.aio.Channel] = []
@@ -180,6 +187,9 @@ async def position_edge(
             await position.stop(grace=0.5)
         if signal is not None:
             await stop_or_explain(signal)
+        if auth.settings.redis_url:  # only after the stop: a writer would recreate keys
+            await delete_redis_prefix(signal_redis_prefix)
+            await delete_redis_prefix(settings.redis_prefix)
         for name in own_databases:
             await asyncio.to_thread(run_sync, drop_postgres_database(name))
 
