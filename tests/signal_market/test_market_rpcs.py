@@ -33,6 +33,7 @@ from common.server import ServiceSpec, start_server
 from signal_svc.market import Market, PriceHub, ReplayFeed, build_market
 from signal_svc.market_rpcs import MarketInternalRpcs, MarketRpcs
 from tests.infra import make_settings
+from tests.model_server.conftest import eventually
 from tests.signal_market.helpers import SteppedClock
 
 TOKEN = "user-access-token"
@@ -343,8 +344,11 @@ async def test_stream_prices_latest_first_then_updates_then_heartbeats(stack, bu
     assert idle.WhichOneof("event") == "heartbeat"
     assert abs(idle.heartbeat.time.seconds - datetime.now(UTC).timestamp()) < 5
     call.cancel()
-    await asyncio.sleep(0.05)
-    assert len(prices) == 0  # the subscription went away with the stream
+
+    async def unsubscribed() -> bool:  # the subscription goes away with the stream
+        return len(prices) == 0
+
+    await eventually(unsubscribed, within=5)
 
 
 async def test_stream_prices_errors(stack):
