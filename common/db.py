@@ -3,9 +3,13 @@ SQLite through aiosqlite as the embedded default."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -44,6 +48,29 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded objects usable after commit (no lazy reloads in async)."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+# One write turn per SQLite database file and process (see write_transaction).
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def write_transaction(
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """A session in a transaction that writes. SQLite has one writer at a time, and a
+    connection that finds the database locked waits in SQLite's busy handler, which naps
+    up to 100 ms between tries: with a few concurrent writers some waited seconds. So on
+    SQLite the write transactions of this process take turns on one lock per engine
+    instead; PostgreSQL needs no turn."""
+    async with contextlib.AsyncExitStack() as stack:
+        bind = sessions.kw.get("bind")
+        if bind is not None and bind.dialect.name == "sqlite":
+            lock = _SQLITE_WRITERS.setdefault(bind.sync_engine, asyncio.Lock())
+            await stack.enter_async_context(lock)
+        session = await stack.enter_async_context(sessions())
+        await stack.enter_async_context(session.begin())
+        yield session
 
 
 def upsert_insert(session: AsyncSession) -> Any:

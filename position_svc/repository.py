@@ -18,7 +18,6 @@ Three rules make the service safe with several replicas and racing requests:
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import contextlib
 from collections.abc import AsyncIterator, Sequence
@@ -43,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from common import pagination
-from common.db import commit_in_id_order, upsert_insert
+from common.db import commit_in_id_order, upsert_insert, write_transaction
 from common.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -198,22 +197,12 @@ def _list_fingerprint(status: Status | None, pair: str | None) -> str:
 class PositionRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
-        bind = sessions.kw.get("bind")
-        self._sqlite = bind is not None and bind.dialect.name == "sqlite"
-        self._sqlite_writer = asyncio.Lock()
 
     @contextlib.asynccontextmanager
     async def _writing(self, events: bool = True) -> AsyncIterator[AsyncSession]:
-        """A write transaction; `events` when it writes events (see
-        commit_in_id_order). SQLite has one writer at a time, and a connection that finds
-        the database locked waits in SQLite's busy handler, which naps up to 100 ms
-        between tries: with a few concurrent writers some waited seconds. So on SQLite
-        this process's write transactions take turns on a lock instead."""
-        async with contextlib.AsyncExitStack() as stack:
-            if self._sqlite:
-                await stack.enter_async_context(self._sqlite_writer)
-            session = await stack.enter_async_context(self._sessions())
-            await stack.enter_async_context(session.begin())
+        """A write transaction (common.db.write_transaction); `events` when it writes
+        events, which then commit in id order (common.db.commit_in_id_order)."""
+        async with write_transaction(self._sessions) as session:
             if events:
                 await commit_in_id_order(session, _EVENT_ORDER_LOCK_KEY)
             yield session

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -210,3 +212,17 @@ def stop_process(process: subprocess.Popen[Any], grace: float = 8.0) -> None:
 
 def stop_envoy(envoy: EnvoyProcess) -> None:
     stop_process(envoy.process, grace=5)
+
+
+def heavy_imports_after(code: str, packages: Iterable[str]) -> list[str]:
+    """The modules of `packages` that a fresh interpreter holds after running `code`
+    (what a service process would carry, without this test process's imports)."""
+    wanted = tuple(packages)
+    script = (
+        f"{code}\nimport json, sys\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {wanted!r})))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    return json.loads(result.stdout)

@@ -4,8 +4,6 @@ factor: timing, no bar from the future, every close once and in order, price tic
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 
@@ -18,6 +16,7 @@ from common.market import Timeframe
 from common.market_data import CsvFormatError, MarketDataError, aggregate_hourly, frame_to_candles
 from signal_svc.market import ReplayClock, ReplayFeed, csv_history
 from signal_svc.market.series import close_times, complete_bars
+from tests.infra import heavy_imports_after
 
 EURUSD = "EUR/USD"
 H1, H4, D1 = Timeframe.H1, Timeframe.H4, Timeframe.D1
@@ -239,17 +238,11 @@ def test_the_service_replays_without_pandas_backtesting_or_yfinance():
     backtesting (bokeh) and yfinance out of the process (about 55 MB of resident memory
     in a service that must stay under 150 MB); yfinance is imported in live mode only."""
     code = (
-        "import sys\n"
         "import signal_svc.server\n"
         "from signal_svc.market import bundled_history\n"
         "assert len(bundled_history().series) == 3\n"
-        "heavy = ('pandas', 'backtesting', 'bokeh', 'yfinance')\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert result.stdout.strip() == "[]", result.stdout
+    assert heavy_imports_after(code, ("pandas", "backtesting", "bokeh", "yfinance")) == []
 
 
 def test_csv_pair_and_timeframe_from_the_name_or_the_bars(tmp_path, bundled):

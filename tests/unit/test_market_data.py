@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import socket
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -34,6 +32,7 @@ from common.market_data import (
     yahoo_symbol,
 )
 from common.market_data import yahoo as yahoo_module
+from tests.infra import heavy_imports_after
 from tests.yahoo_standin import fresh_yfinance_fixture  # noqa: F401
 
 # yfinance 1.7 itself still uses pandas' deprecated `inplace=`; not ours to fix.
@@ -112,17 +111,11 @@ def test_bundled_history_loads_without_pandas_backtesting_or_yfinance() -> None:
     """Importing the loaders and reading the bundled history (every timeframe) leaves
     pandas, backtesting (and its bokeh) and yfinance out of the process: a fresh one."""
     code = (
-        "import sys\n"
         "from common.market_data import load_bundled_history\n"
         "for tf in ('1h', '4h', '1d'):\n"
         "    load_bundled_history('EUR/USD', tf)\n"
-        "heavy = ('pandas', 'backtesting', 'bokeh', 'yfinance')\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert result.stdout.strip() == "[]", result.stdout
+    assert heavy_imports_after(code, ("pandas", "backtesting", "bokeh", "yfinance")) == []
 
 
 def test_bundled_history_without_backtesting_installed(monkeypatch) -> None:
