@@ -1,8 +1,11 @@
 """The server bootstrap every service runs under: health, reflection, request ids,
 metrics, and errors mapped to statuses (never a bare UNKNOWN)."""
 
+import logging
+
 import grpc
 import pytest
+import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import REGISTRY
@@ -20,6 +23,9 @@ class Faulty(auth_pb2_grpc.AuthServiceServicer):
 
     async def GetMe(self, request, context):  # noqa: N802
         raise NotFound("nobody here")
+
+    async def GetPreferences(self, request, context):  # noqa: N802
+        return auth_pb2.GetPreferencesResponse()
 
 
 @pytest.fixture
@@ -46,7 +52,16 @@ async def test_unhandled_exception_is_internal_with_request_id_and_no_leak(fault
     assert caught.value.code() == grpc.StatusCode.INTERNAL
     assert "req-42" in caught.value.details()
     assert "secret" not in caught.value.details()
-    assert ("x-request-id", "req-42") in tuple(await call.initial_metadata())
+    assert ("x-request-id", "req-42") in tuple(await call.trailing_metadata())
+
+
+async def test_a_successful_call_echoes_its_request_id_in_the_trailers(faulty):
+    _, channel = faulty
+    call = auth_pb2_grpc.AuthServiceStub(channel).GetPreferences(
+        auth_pb2.GetPreferencesRequest(), metadata=(("x-request-id", "req-7"),)
+    )
+    await call
+    assert ("x-request-id", "req-7") in tuple(await call.trailing_metadata())
 
 
 async def test_domain_error_maps_and_is_counted(faulty):
@@ -66,6 +81,26 @@ async def test_domain_error_maps_and_is_counted(faulty):
     )
     assert after == before + 1
     assert REGISTRY.get_sample_value("aifx_grpc_request_duration_seconds_count", {"method": method})
+
+
+async def test_one_log_line_per_rpc_only_when_its_level_is_on(faulty, caplog):
+    _, channel = faulty
+    stub = auth_pb2_grpc.AuthServiceStub(channel)
+
+    caplog.set_level(logging.INFO, logger="rpc")
+    with structlog.testing.capture_logs() as events, pytest.raises(grpc.aio.AioRpcError):
+        await stub.GetMe(auth_pb2.GetMeRequest())
+    lines = [e for e in events if e["event"] == "rpc"]
+    assert len(lines) == 1
+    assert lines[0]["method"] == f"/{SERVICE}/GetMe"
+    assert lines[0]["code"] == "NOT_FOUND"
+    assert lines[0]["log_level"] == "info"
+    assert lines[0]["latency_ms"] >= 0
+
+    caplog.set_level(logging.WARNING, logger="rpc")
+    with structlog.testing.capture_logs() as events, pytest.raises(grpc.aio.AioRpcError):
+        await stub.GetMe(auth_pb2.GetMeRequest())
+    assert [e for e in events if e["event"] == "rpc"] == []
 
 
 async def test_health_and_reflection_then_graceful_shutdown(faulty):

@@ -36,6 +36,7 @@ class ComposedService(SignalRpcs, signal_pb2_grpc.SignalServiceServicer):
     def __init__(self, repository, cache) -> None:
         self.signals = repository
         self.signal_cache = cache
+        self.signal_responses = {}
 
     async def authenticate(self, context) -> Caller:
         if bearer_token(context) != "good-token":
@@ -44,10 +45,13 @@ class ComposedService(SignalRpcs, signal_pb2_grpc.SignalServiceServicer):
 
 
 @pytest.fixture
-async def stub(signal_db) -> AsyncIterator[signal_pb2_grpc.SignalServiceStub]:
-    service = ComposedService(
-        signal_db.repository, SignalCache(MemoryStore(), signal_db.repository)
-    )
+def cache(signal_db) -> SignalCache:
+    return SignalCache(MemoryStore(), signal_db.repository)
+
+
+@pytest.fixture
+async def stub(signal_db, cache) -> AsyncIterator[signal_pb2_grpc.SignalServiceStub]:
+    service = ComposedService(signal_db.repository, cache)
     spec = ServiceSpec(
         name="signal-test",
         register=lambda server: signal_pb2_grpc.add_SignalServiceServicer_to_server(
@@ -126,6 +130,22 @@ async def test_get_signal_returns_the_latest_of_the_series(stub, history) -> Non
     )
     assert response.signal == signal_message(latest_4h)
     assert response.signal.id == str(latest_4h.id) and response.signal.pair == "EUR/USD"
+
+
+async def test_get_signal_answers_with_a_new_signal_as_soon_as_it_is_cached(
+    stub, signal_db, cache, history, hours
+) -> None:
+    latest_1h = [s for s in history if s.timeframe.value == "1h"][-1]
+    request = signal_pb2.GetSignalRequest(pair="EURUSD")
+    for _ in range(2):  # the second answer is the one built for the first
+        assert (await stub.GetSignal(request, metadata=TOKEN)).signal == signal_message(latest_1h)
+
+    (newer,) = await SignalEngine(signal_db.settings, None).evaluate_many([closed(hours, 4630)])
+    newer = await signal_db.repository.store(newer)
+    await cache.put(newer)
+    response = await stub.GetSignal(request, metadata=TOKEN)
+    assert response.signal == signal_message(newer)
+    assert response.signal.id != str(latest_1h.id)
 
 
 async def test_get_signal_wire_form_of_trades_and_holds(stub, signal_db, hours, four_hours) -> None:
