@@ -15,7 +15,8 @@ with exponential backoff and then become one `MarketDataUnavailable` naming the 
 yfinance, and pandas which it needs, are imported on the first call, not with this
 module: `signal_svc` imports it in every mode but uses Yahoo only in live mode, and the
 two would cost a replaying service about 70 MB of resident memory (pandas about 42,
-yfinance with curl_cffi about 28) for nothing.
+yfinance with curl_cffi about 28) for nothing. So is tenacity (about 2 MB: it imports
+tornado, when installed, to support tornado coroutines).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-import tenacity
 
 from common.candles import CandleError, Candles
 from common.market import Timeframe
@@ -43,6 +43,7 @@ from common.market_data._core import (
 
 if TYPE_CHECKING:
     import pandas as pd
+    import tenacity
 
 # Retry policy: `attempts` tries in all; the wait before the second is `backoff` seconds
 # and doubles after that, capped at MAX_WAIT.
@@ -117,6 +118,8 @@ def load_yahoo_history(
             f"attempts must be at least 1 and backoff not negative, not {attempts} and {backoff}"
         )
     shown = f"{interval} (for 4h bars)" if timeframe == Timeframe.H4 else interval
+
+    import tenacity  # here, not at the top: see the module docstring
 
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(attempts),
