@@ -23,10 +23,11 @@ Three kinds of processes, so the server's resident memory is its own:
   and memory.
 
 Targets: p99 from stored to received under 100 ms; server resident memory under 150 MB
-while serving the 1,000 streams (`bench/signal_idle_rss.py` measures a real, idle
-`python -m signal_svc`). Clients and server share this machine's cores, so the
-latencies include the clients' own CPU time (Python gRPC receiving 1,000 streams);
-`--pin` puts the server on CPU 0 and the clients on the others, as if they were other
+while serving the 1,000 streams (this server approximates the service's memory;
+`bench/signal_rss.py` measures a real `python -m signal_svc`, idle and serving
+streams). Clients and server share this machine's cores, so the latencies include the
+clients' own CPU time (Python gRPC receiving 1,000 streams); `--pin` puts the server on
+CPU 0 and the clients on the others, as if they were other
 hosts. `--server-timing` also prints when the server handed each message to gRPC.
 
 Garbage collection: by default the server calls gc.freeze() once started (as a
