@@ -8,11 +8,12 @@ at least two ("15.50", "-0.125").
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from aifx.common.v1 import market_pb2
 from aifx.position.v1 import position_pb2
 from common.proto_convert import timestamp
-from position_svc.performance import Performance, PerformancePeriod
+from position_svc.performance import PairPerformance, Performance, PerformancePeriod
 from position_svc.pnl import CENT, plain_decimal, quote_currency, unrealized
 from position_svc.positions import (
     CloseReason,
@@ -117,15 +118,22 @@ def event_message(event: PositionEvent) -> position_pb2.PositionEvent:
     )
 
 
+def _summary_fields(summary: Performance | PairPerformance) -> dict[str, Any]:
+    """The fields the Performance message and its per-pair entries share."""
+    return {
+        "trades": summary.trades,
+        "wins": summary.wins,
+        "losses": summary.losses,
+        "breakevens": summary.breakevens,
+        "win_rate": summary.win_rate,
+        "total_pips": decimal_text(summary.total_pips),
+        "total_pnl": money_text(summary.total_pnl),
+    }
+
+
 def performance_message(performance: Performance) -> position_pb2.Performance:
     message = position_pb2.Performance(
-        trades=performance.trades,
-        wins=performance.wins,
-        losses=performance.losses,
-        breakevens=performance.breakevens,
-        win_rate=performance.win_rate,
-        total_pips=decimal_text(performance.total_pips),
-        total_pnl=money_text(performance.total_pnl),
+        **_summary_fields(performance),
         max_drawdown=money_text(performance.max_drawdown),
         currency=performance.currency,
         unconverted_trades=performance.unconverted_trades,
@@ -135,16 +143,7 @@ def performance_message(performance: Performance) -> position_pb2.Performance:
     if performance.average_risk_reward is not None:
         message.average_risk_reward = performance.average_risk_reward
     for pair in performance.pairs:
-        message.pairs.add(
-            pair=pair.pair,
-            trades=pair.trades,
-            wins=pair.wins,
-            losses=pair.losses,
-            breakevens=pair.breakevens,
-            win_rate=pair.win_rate,
-            total_pips=decimal_text(pair.total_pips),
-            total_pnl=money_text(pair.total_pnl),
-        )
+        message.pairs.add(pair=pair.pair, **_summary_fields(pair))
     for point in performance.equity_curve:
         message.equity_curve.add(
             time=timestamp(point.time),

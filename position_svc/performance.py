@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from common.errors import FieldViolation, InvalidArgument
 from position_svc.pnl import plain_decimal
@@ -93,6 +94,18 @@ class _Tally:
         """Breakevens are trades that did not win; 0.0 with no trades."""
         return self.wins / self.trades if self.trades else 0.0
 
+    def summary(self) -> dict[str, Any]:
+        """The counts Performance and PairPerformance share, by their field names."""
+        return {
+            "trades": self.trades,
+            "wins": self.wins,
+            "losses": self.losses,
+            "breakevens": self.breakevens,
+            "win_rate": self.win_rate,
+            "total_pips": plain_decimal(self.pips),
+            "total_pnl": self.pnl,
+        }
+
 
 def _close_facts(position: Position) -> tuple[datetime, Result, Decimal]:
     """Close time, result and pips of a closed position; an open one is a caller bug."""
@@ -140,31 +153,13 @@ def compute(closed: Sequence[Position]) -> Performance:
         if ratio is not None:
             ratios.append(ratio)
     return Performance(
-        trades=total.trades,
-        wins=total.wins,
-        losses=total.losses,
-        breakevens=total.breakevens,
-        win_rate=total.win_rate,
-        total_pips=plain_decimal(total.pips),
-        total_pnl=total.pnl,
+        **total.summary(),
         # Unset rather than infinite without a loss; a loss rounding to 0.00 USD is none.
         profit_factor=float(gross_profit / gross_loss) if gross_loss else None,
         average_risk_reward=float(sum(ratios) / len(ratios)) if ratios else None,
         max_drawdown=drawdown,
         currency=CURRENCY,
-        pairs=[
-            PairPerformance(
-                pair=pair,
-                trades=tally.trades,
-                wins=tally.wins,
-                losses=tally.losses,
-                breakevens=tally.breakevens,
-                win_rate=tally.win_rate,
-                total_pips=plain_decimal(tally.pips),
-                total_pnl=tally.pnl,
-            )
-            for pair, tally in sorted(by_pair.items())
-        ],
+        pairs=[PairPerformance(pair=p, **tally.summary()) for p, tally in sorted(by_pair.items())],
         equity_curve=curve,
         unconverted_trades=unconverted,
     )
