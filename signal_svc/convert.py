@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections import OrderedDict
 from datetime import datetime
+from typing import Any
 
 from aifx.common.v1 import market_pb2
 from aifx.signal.v1 import signal_pb2
@@ -108,6 +110,43 @@ def signal_message(signal: Signal) -> signal_pb2.Signal:
     # Present even when every indicator is unset, so clients always find the object.
     message.indicators.SetInParent()
     return message
+
+
+# Response messages kept per servicer, so a live signal going to N subscribers (or read
+# by GetSignal until the next one) is converted to proto once, not N times.
+MESSAGE_CACHE = 512
+
+
+class ResponseCache:
+    """Proto responses of recent signals, keyed by the Signal object (held, so its id()
+    cannot be reused while cached) and the response type: a live signal is one object
+    for every subscriber, and the signal cache hands GetSignal the same object until
+    its series' next one. gRPC only reads a response (to serialise it), so concurrent
+    calls can share one."""
+
+    def __init__(self, size: int = MESSAGE_CACHE) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[int, type], tuple[Signal, Any]] = OrderedDict()
+
+    def response(self, signal: Signal, response_type: type) -> Any:
+        key = (id(signal), response_type)
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] is signal:
+            return entry[1]
+        response = response_type(signal=signal_message(signal))
+        self._entries[key] = (signal, response)
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return response
+
+
+def responses_of(servicer: object) -> ResponseCache:
+    """The ResponseCache of a servicer instance, made on first use (the RPC mixins have
+    no constructor of their own)."""
+    cache = servicer.__dict__.get("_signal_responses")
+    if cache is None:
+        cache = servicer.__dict__["_signal_responses"] = ResponseCache()
+    return cache
 
 
 def signal_to_dict(signal: Signal) -> dict[str, object]:

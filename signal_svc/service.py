@@ -44,7 +44,6 @@ class _Parts:
         self.signals = parts.signals
         self.signal_reader = parts.signals
         self.signal_cache = parts.signal_cache
-        self.signal_responses = {}
         self.broadcaster = parts.broadcaster
         self._jwks = parts.jwks
         self._service_token = parts.service_token

@@ -1,9 +1,8 @@
 """GetSignal and ListSignals: a servicer mixin composed into SignalService.
 
 The composed class provides `self.signals` (SignalRepository), `self.signal_cache`
-(SignalCache), `self.signal_responses` (an empty dict: GetSignal's built answers) and
-`async self.authenticate(context)` (a Caller, or Unauthenticated); every RPC
-authenticates first. Proto ⇄ domain only: validation errors are
+(SignalCache) and `async self.authenticate(context)` (a Caller, or Unauthenticated);
+every RPC authenticates first. Proto ⇄ domain only: validation errors are
 InvalidArgument with one violation per bad field (all at once), which the server's
 interceptor turns into INVALID_ARGUMENT with google.rpc.BadRequest.
 
@@ -25,13 +24,12 @@ from common.market import Timeframe, normalize_pair
 from common.pagination import effective_page_size
 from common.proto_convert import TIMEFRAME_FROM_PROTO
 from common.time import as_utc
-from signal_svc.convert import ACTION_FROM_PROTO, signal_message
+from signal_svc.convert import ACTION_FROM_PROTO, responses_of, signal_message
 from signal_svc.ports import SignalFilter
 
 if TYPE_CHECKING:
     from signal_svc.repository import SignalRepository
     from signal_svc.signal_cache import SignalCache
-    from signal_svc.signals import Signal
 
 DEFAULT_TIMEFRAME = Timeframe.H1
 _TIMEFRAMES = "TIMEFRAME_M15, TIMEFRAME_H1, TIMEFRAME_H4 or TIMEFRAME_D1"
@@ -65,8 +63,6 @@ class SignalRpcs:
     # Set by the composed class (annotations only: nothing here shadows them in the MRO).
     signals: SignalRepository
     signal_cache: SignalCache
-    # The last GetSignal answer per series, with the signal it was built from.
-    signal_responses: dict[tuple[str, Timeframe], tuple[Signal, signal_pb2.GetSignalResponse]]
     authenticate: Callable[[Any], Awaitable[Any]]
 
     async def GetSignal(self, request, context):  # noqa: N802
@@ -82,20 +78,9 @@ class SignalRpcs:
                 "candle close of the series the service is configured for",
                 reason="SIGNAL_NOT_FOUND",
             )
-        return self._get_signal_response(signal)
-
-    def _get_signal_response(self, signal: Signal) -> signal_pb2.GetSignalResponse:
-        """The answer for `signal`, built once per signal: the cache hands out the same
-        Signal object until its series' next one, and converting it (timestamps, the
-        indicator snapshot) was the largest part of GetSignal's own Python time. gRPC
-        only reads a response (to serialise it), so concurrent calls can share one."""
-        key = (signal.pair, signal.timeframe)
-        built = self.signal_responses.get(key)
-        if built is not None and built[0] is signal:
-            return built[1]
-        response = signal_pb2.GetSignalResponse(signal=signal_message(signal))
-        self.signal_responses[key] = (signal, response)
-        return response
+        # Built once per signal: converting it (timestamps, the indicator snapshot) was
+        # the largest part of GetSignal's own Python time.
+        return responses_of(self).response(signal, signal_pb2.GetSignalResponse)
 
     async def ListSignals(self, request, context):  # noqa: N802
         await self.authenticate(context)

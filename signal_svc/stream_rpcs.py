@@ -26,9 +26,8 @@ shuts down.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -38,19 +37,15 @@ from common.errors import Unauthenticated, ViolationCollector
 from common.market import normalize_pair
 from common.proto_convert import TIMEFRAME_FROM_PROTO, timestamp
 from common.settings import Settings
-from signal_svc.convert import parse_signal_id, signal_message
+from signal_svc.convert import parse_signal_id, responses_of
 from signal_svc.fanout import Broadcaster
 from signal_svc.ports import SignalFilter, SignalReader
-from signal_svc.signals import Signal
 from signal_svc.subscriptions import Heartbeat, subscribe
 
 if TYPE_CHECKING:
     from common.callers import Caller
 
 TIMEFRAME_NAMES = "TIMEFRAME_M15, TIMEFRAME_H1, TIMEFRAME_H4 or TIMEFRAME_D1"
-# Response messages kept per servicer, so a live signal going to N subscribers is
-# converted to proto once, not N times.
-MESSAGE_CACHE = 512
 # Distinct subscription filters kept to be shared; past this many, starts over.
 SHARED_FILTERS = 1024
 _shared_filters: dict[SignalFilter, SignalFilter] = {}
@@ -136,26 +131,6 @@ def stream_all_request(request: signal_pb2.StreamAllSignalsRequest) -> int | Non
     return resume
 
 
-class _ResponseCache:
-    """Proto responses of recent signals, keyed by the Signal object (held, so its id()
-    cannot be reused while cached). A live signal is one object for every subscriber."""
-
-    def __init__(self, size: int = MESSAGE_CACHE) -> None:
-        self._size = size
-        self._entries: OrderedDict[tuple[int, type], tuple[Signal, Any]] = OrderedDict()
-
-    def response(self, signal: Signal, response_type: type) -> Any:
-        key = (id(signal), response_type)
-        entry = self._entries.get(key)
-        if entry is not None and entry[0] is signal:
-            return entry[1]
-        response = response_type(signal=signal_message(signal))
-        self._entries[key] = (signal, response)
-        if len(self._entries) > self._size:
-            self._entries.popitem(last=False)
-        return response
-
-
 class _StreamBase:
     broadcaster: Broadcaster
     signal_reader: SignalReader
@@ -164,12 +139,6 @@ class _StreamBase:
     if TYPE_CHECKING:
 
         async def authenticate(self, context: grpc.aio.ServicerContext) -> Caller: ...
-
-    def _responses(self) -> _ResponseCache:
-        cache = self.__dict__.get("_stream_responses")
-        if cache is None:
-            cache = self.__dict__["_stream_responses"] = _ResponseCache()
-        return cache
 
     async def _stream(
         self,
@@ -180,7 +149,7 @@ class _StreamBase:
     ) -> None:
         """Write the subscription's events to `context` until it ends (an error, or
         the client leaving: the RPC's task is then cancelled)."""
-        responses = self._responses()
+        responses = responses_of(self)
         events = subscribe(
             wanted,
             resume_after_id,

@@ -36,7 +36,6 @@ class ComposedService(SignalRpcs, signal_pb2_grpc.SignalServiceServicer):
     def __init__(self, repository, cache) -> None:
         self.signals = repository
         self.signal_cache = cache
-        self.signal_responses = {}
 
     async def authenticate(self, context) -> Caller:
         if bearer_token(context) != "good-token":
