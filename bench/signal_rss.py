@@ -44,7 +44,7 @@ from pathlib import Path
 from getme_load import create_database, drop_database, safe_url
 from proc_stats import memory_mb, rss_parts
 
-from tests.infra import free_port, stop_process
+from tests.infra import delete_redis_prefix, free_port, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGET_MB = 150.0
@@ -164,19 +164,6 @@ def service_env(
     return env
 
 
-def delete_redis_prefix(url: str, prefix: str) -> None:
-    """Remove what the service cached under its key prefix (candles, signals)."""
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
 def sample(pid: int, seconds: float, interval: float) -> list[float]:
     samples = []
     deadline = time.monotonic() + seconds
@@ -230,7 +217,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> int:
             stop_process(client.process)
         stop_process(service)
         if args.redis_url:
-            delete_redis_prefix(args.redis_url, redis_prefix)
+            asyncio.run(delete_redis_prefix(redis_prefix, args.redis_url))
 
     backend = "PostgreSQL" if args.database_url else "embedded SQLite"
     backend += " + Redis" if args.redis_url else ", no Redis"
