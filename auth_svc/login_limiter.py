@@ -27,17 +27,17 @@ T = TypeVar("T")
 
 class LoginLimiter:
     def __init__(self, settings: Settings) -> None:
-        self._per_identifier = parse(settings.login_failure_limit_per_identifier)
-        self._per_address = parse(settings.login_failure_limit_per_address)
+        self._per_identifier = parse(settings.logins.login_failure_limit_per_identifier)
+        self._per_address = parse(settings.logins.login_failure_limit_per_address)
         self._memory = MovingWindowRateLimiter(MemoryStorage())
         self._storage: Storage | None = None
         self._shared: MovingWindowRateLimiter | None = None
         self._cooldown = Cooldown()
-        if settings.redis_url:
+        if settings.storage.redis_url:
             self._storage = RedisStorage(
-                "async+" + settings.redis_url,
+                "async+" + settings.storage.redis_url,
                 implementation="redispy",
-                key_prefix=f"{settings.redis_prefix}login",
+                key_prefix=f"{settings.storage.redis_prefix}login",
                 wrap_exceptions=True,
                 **fail_fast_options(),
             )

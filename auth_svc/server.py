@@ -29,23 +29,23 @@ def build(settings: Settings) -> ServiceSpec:
     """auth_svc's servicers and the resources they hold, ready to serve."""
     engine = create_engine(settings)
     signing_key = load_signing_key(settings)
-    store = create_store(settings, settings.effective_revocation_prefix)
+    store = create_store(settings, settings.storage.effective_revocation_prefix)
     revocations = RevocationList(store)
-    hasher = PasswordHasher(settings.bcrypt_rounds, settings.password_hash_workers)
+    hasher = PasswordHasher(settings.logins.bcrypt_rounds, settings.logins.password_hash_workers)
     accounts = Accounts(
         sessions=session_factory(engine),
         hasher=hasher,
         issuer=TokenIssuer(
             signing_key,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            access_ttl=settings.access_token_ttl_seconds,
-            refresh_ttl=settings.refresh_token_ttl_seconds,
+            issuer=settings.tokens.jwt_issuer,
+            audience=settings.tokens.jwt_audience,
+            access_ttl=settings.tokens.access_token_ttl_seconds,
+            refresh_ttl=settings.tokens.refresh_token_ttl_seconds,
         ),
         verifier=AccessTokenVerifier(
             signing_key.jwks(),
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
+            issuer=settings.tokens.jwt_issuer,
+            audience=settings.tokens.jwt_audience,
             is_revoked=revocations.is_revoked,
         ),
         limiter=LoginLimiter(settings),
@@ -55,7 +55,7 @@ def build(settings: Settings) -> ServiceSpec:
 
     def register(server: grpc.aio.Server) -> None:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
-            AuthService(accounts, signing_key, settings.trusted_proxies), server
+            AuthService(accounts, signing_key, settings.network.trusted_proxies), server
         )
         auth_pb2_grpc.add_AuthInternalServiceServicer_to_server(
             AuthInternalService(accounts, service_token), server
@@ -72,7 +72,7 @@ def build(settings: Settings) -> ServiceSpec:
 
 
 def main() -> None:
-    run_service("auth_svc", build, lambda s: (s.auth_port, s.auth_metrics_port))
+    run_service("auth_svc", build, lambda s: (s.network.auth_port, s.network.auth_metrics_port))
 
 
 if __name__ == "__main__":

@@ -75,11 +75,14 @@ def _generate_into(path: Path) -> Ed25519PrivateKey:
 
 def load_signing_key(settings: Settings) -> SigningKey:
     """The configured key, or the embedded default's (generated on first run)."""
-    inline = settings.jwt_private_key.get_secret_value()
+    inline = settings.tokens.jwt_private_key.get_secret_value()
     if inline:
         key = _from_pem(inline.encode())
     else:
-        path = settings.jwt_private_key_file or settings.var_dir / "keys" / "jwt-ed25519.pem"
+        path = (
+            settings.tokens.jwt_private_key_file
+            or settings.general.var_dir / "keys" / "jwt-ed25519.pem"
+        )
         key = _from_pem(path.read_bytes()) if path.exists() else _generate_into(path)
     public = jwt.algorithms.OKPAlgorithm.to_jwk(key.public_key(), as_dict=True)
     return SigningKey(private_key=key, kid=thumbprint(public))

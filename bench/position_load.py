@@ -350,11 +350,11 @@ async def position_server(
             "AIFX_BIND_HOST": "127.0.0.1",
             "AIFX_POSITION_PORT": str(port),
             "AIFX_POSITION_METRICS_PORT": "0",
-            "AIFX_DATABASE_URL": settings.database_url,
-            "AIFX_REDIS_URL": settings.redis_url,
-            "AIFX_REDIS_PREFIX": settings.redis_prefix,
-            "AIFX_AUTH_TARGET": settings.auth_target,
-            "AIFX_SIGNAL_TARGET": settings.signal_target,
+            "AIFX_DATABASE_URL": settings.storage.database_url,
+            "AIFX_REDIS_URL": settings.storage.redis_url,
+            "AIFX_REDIS_PREFIX": settings.storage.redis_prefix,
+            "AIFX_AUTH_TARGET": settings.network.auth_target,
+            "AIFX_SIGNAL_TARGET": settings.network.signal_target,
             "AIFX_SERVICE_TOKEN": SERVICE_TOKEN,
         }
     )
@@ -411,8 +411,8 @@ async def bench_opens(settings: Settings, args: argparse.Namespace, var_dir: Pat
     history = load_bundled_history(PAIR, Timeframe.H1)
     bar = len(history) - 1
     entry = decimal_price(float(history.close[bar]))
-    settings = settings.model_copy(
-        update={"service_token": SecretStr(SERVICE_TOKEN), "auth_metrics_port": 0}
+    settings = settings.replace(
+        **{"service_token": SecretStr(SERVICE_TOKEN), "auth_metrics_port": 0}
     )
     await asyncio.to_thread(upgrade, "position_svc", settings)
     async with (
@@ -420,8 +420,8 @@ async def bench_opens(settings: Settings, args: argparse.Namespace, var_dir: Pat
         price_standin(history, SERVICE_TOKEN) as prices,
     ):
         prices.set(bar)
-        settings = settings.model_copy(
-            update={"auth_target": auth.address, "signal_target": prices.address}
+        settings = settings.replace(
+            **{"auth_target": auth.address, "signal_target": prices.address}
         )
         tokens = await register(auth.channel, args.clients)
         async with (

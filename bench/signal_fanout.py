@@ -98,8 +98,8 @@ async def serve(args: argparse.Namespace, bars: list[list[float]]) -> None:
     from signal_svc.repository import SignalRepository
     from signal_svc.stream_rpcs import StreamRpcs
 
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+    settings = Settings.load(
+        None,
         var_dir=Path(args.var_dir),
         database_url=args.database_url,
         redis_url=args.redis_url,
@@ -119,7 +119,7 @@ async def serve(args: argparse.Namespace, bars: list[list[float]]) -> None:
         offline_bars = sum(len(candles) for candles in offline.series.values())
     engine = create_engine(settings)
     repository = SignalRepository(session_factory(engine))
-    broadcaster = Broadcaster(settings.subscriber_buffer)
+    broadcaster = Broadcaster(settings.streams.subscriber_buffer)
     relay = RelayPublisher.from_settings(broadcaster, settings, reader=repository)
     await relay.start()
     if relay.uses_redis and not await relay.wait_listening(5):
@@ -395,7 +395,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     total = args.warmup + args.signals
     bars = workdir / "bars.json"
     bars.write_text(json.dumps(real_bars(total)))
-    settings = Settings(_env_file=None, var_dir=workdir, database_url=args.database_url)  # type: ignore[call-arg]
+    settings = Settings.load(None, var_dir=workdir, database_url=args.database_url)
     upgrade("signal_svc", settings)
     cpus = sorted(os.sched_getaffinity(0))
     pin = args.pin and len(cpus) > 1

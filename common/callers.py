@@ -1,13 +1,27 @@
-"""Who is calling a service: a signed-in user (access token) or another AIFX service
-(the service credential)."""
+"""Who is calling a service, decided in one place: a signed-in user (access token) or
+another AIFX service (the service credential).
+
+Every servicer asks its `Gate` first thing in each RPC, with the kind of caller the RPC
+admits:
+
+- `user(context)`: a user's access token (positions belong to a user; the service
+  credential is refused) → the user id;
+- `user_or_service(context)`: either (signals and market data) → a Caller;
+- `service(context)`: the service credential only (…Internal services).
+
+`TokenGate` is the real one: tokens verified with auth_svc's public keys (RemoteJwks,
+revocation included), the credential compared in constant time.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import grpc
 
+from common.errors import Unauthenticated
 from common.grpc_metadata import (
     SERVICE_TOKEN_HEADER,
     bearer_token,
@@ -32,6 +46,17 @@ class Caller:
         return self.user_id is None
 
 
+class Gate(Protocol):
+    """Admits the caller of an RPC or raises Unauthenticated (Unavailable when tokens
+    cannot be checked at all)."""
+
+    async def user_or_service(self, context: grpc.aio.ServicerContext) -> Caller: ...
+
+    async def user(self, context: grpc.aio.ServicerContext) -> str: ...
+
+    def service(self, context: grpc.aio.ServicerContext) -> None: ...
+
+
 def query_token(context: grpc.aio.ServicerContext, trusted_proxies: list[str]) -> str:
     """An `access_token` query parameter of the REST request Envoy transcoded. Browsers'
     EventSource cannot send headers, so Server-Sent Event streams carry the token there;
@@ -44,17 +69,34 @@ def query_token(context: grpc.aio.ServicerContext, trusted_proxies: list[str]) -
     return values[0] if values else ""
 
 
-async def authenticate(
-    context: grpc.aio.ServicerContext,
-    jwks: RemoteJwks,
-    service_token: str,
-    trusted_proxies: list[str],
-) -> Caller:
-    """The caller, or Unauthenticated / Unavailable (auth_svc unreachable with no keys)."""
-    if metadata_value(context, SERVICE_TOKEN_HEADER):
-        require_service_token(context, service_token)
-        return Caller(user_id=None)
-    token = bearer_token(context) or query_token(context, trusted_proxies)
-    verifier = await jwks.verifier()
-    claims = await verifier.verify(token)
-    return Caller(user_id=claims.subject)
+class TokenGate:
+    """The Gate of every service but auth_svc (which checks its own tokens)."""
+
+    def __init__(self, jwks: RemoteJwks, service_token: str, trusted_proxies: list[str]) -> None:
+        self._jwks = jwks
+        self._service_token = service_token
+        self._trusted_proxies = trusted_proxies
+
+    async def user_or_service(self, context: grpc.aio.ServicerContext) -> Caller:
+        if metadata_value(context, SERVICE_TOKEN_HEADER):
+            self.service(context)
+            return Caller(user_id=None)
+        return Caller(user_id=await self._user_id(context))
+
+    async def user(self, context: grpc.aio.ServicerContext) -> str:
+        if metadata_value(context, SERVICE_TOKEN_HEADER):
+            raise Unauthenticated(
+                "this RPC acts for a user: send the user's access token, not the service "
+                "credential",
+                reason="USER_TOKEN_REQUIRED",
+            )
+        return await self._user_id(context)
+
+    def service(self, context: grpc.aio.ServicerContext) -> None:
+        require_service_token(context, self._service_token)
+
+    async def _user_id(self, context: grpc.aio.ServicerContext) -> str:
+        token = bearer_token(context) or query_token(context, self._trusted_proxies)
+        verifier = await self._jwks.verifier()
+        claims = await verifier.verify(token)
+        return claims.subject

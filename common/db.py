@@ -23,16 +23,16 @@ from common.settings import Settings
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     """An engine for `url` (default: the configured database). SQLite gets WAL and
     enforced foreign keys; PostgreSQL a pool sized by settings."""
-    url = url or settings.effective_database_url
+    url = url or settings.database_url
     if url.startswith("sqlite"):
-        settings.ensure_var_dir()
+        settings.general.ensure_var_dir()
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
         url,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
+        pool_size=settings.storage.database_pool_size,
+        max_overflow=settings.storage.database_pool_size,
         pool_pre_ping=True,
     )
 

@@ -24,13 +24,14 @@ import grpc
 import structlog
 from prometheus_client import Counter, Histogram
 
+from common import request_id
 from common.errors import DomainError
 from common.grpc_errors import internal_status, to_status
 
 log = structlog.get_logger("rpc")
 _STDLIB_LOG = logging.getLogger("rpc")
 
-REQUEST_ID_HEADER = "x-request-id"
+REQUEST_ID_HEADER = request_id.HEADER
 QUIET_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 RPC_REQUESTS = Counter(
@@ -47,7 +48,7 @@ RPC_LATENCY = Histogram(
 def _request_id(context: grpc.aio.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_HEADER and isinstance(value, str) and value:
-            return value[:128]
+            return value[: request_id.MAX_LENGTH]
     return uuid.uuid4().hex
 
 
@@ -73,8 +74,11 @@ class _Call:
         CPU; and a stream must not send headers before its first message, or an early
         error could no longer be a trailers-only answer that Envoy turns into an HTTP
         error status.) Browsers get the id as a response header from Envoy, which made
-        it (`always_set_request_id_in_response`)."""
+        it (`always_set_request_id_in_response`). The id is also made current
+        (common.request_id), so calls this RPC makes to other services carry it; grpc
+        runs each RPC in a task of its own, so it ends with the RPC."""
         structlog.contextvars.bind_contextvars(request_id=self.request_id)
+        request_id.bind(self.request_id)
         self.context.set_trailing_metadata(((REQUEST_ID_HEADER, self.request_id),))
 
     async def fail(self, exc: BaseException) -> None:

@@ -147,16 +147,16 @@ def fail_fast_options() -> dict[str, object]:
 
 def redis_client(settings: Settings) -> aioredis.Redis | None:
     """A fail-fast Redis client, or None when no Redis is configured."""
-    if not settings.redis_url:
+    if not settings.storage.redis_url:
         return None
     import redis.asyncio as aioredis
 
-    return aioredis.Redis.from_url(settings.redis_url, **fail_fast_options())
+    return aioredis.Redis.from_url(settings.storage.redis_url, **fail_fast_options())
 
 
 def create_store(settings: Settings, prefix: str | None = None) -> KeyValueStore:
-    """Redis under `prefix` (default settings.redis_prefix), or in process."""
+    """Redis under `prefix` (default settings.storage.redis_prefix), or in process."""
     client = redis_client(settings)
     if client is None:
         return MemoryStore()
-    return RedisStore(client, settings.redis_prefix if prefix is None else prefix)
+    return RedisStore(client, settings.storage.redis_prefix if prefix is None else prefix)

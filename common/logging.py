@@ -24,7 +24,7 @@ def configure_logging(settings: Settings, component: str) -> structlog.stdlib.Bo
     ]
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
-        if settings.log_format == "json"
+        if settings.general.log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     structlog.configure(
@@ -51,5 +51,5 @@ def configure_logging(settings: Settings, component: str) -> structlog.stdlib.Bo
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(settings.log_level.upper())
+    root.setLevel(settings.general.log_level.upper())
     return structlog.get_logger(component).bind(component=component)

@@ -30,6 +30,22 @@ class Timeframe(StrEnum):
     D1 = "1d"
 
 
+# The numbers of the contract's `aifx.common.v1.Timeframe` enum (0 is
+# TIMEFRAME_UNSPECIFIED: not given), so code that reads requests needs no generated code.
+# common.proto_convert checks them against the generated enum when it is imported.
+TIMEFRAME_NUMBERS: dict[Timeframe, int] = {
+    Timeframe.M15: 1,
+    Timeframe.H1: 2,
+    Timeframe.H4: 3,
+    Timeframe.D1: 4,
+}
+
+
+def timeframe_enum_name(timeframe: Timeframe) -> str:
+    """The contract's name of `timeframe`, e.g. TIMEFRAME_H1."""
+    return f"TIMEFRAME_{timeframe.name}"
+
+
 def normalize_pair(raw: str) -> str:
     """`eurusd` → `EUR/USD`. Raises ValueError naming the accepted forms."""
     match = _PAIR.match(raw or "")

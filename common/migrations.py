@@ -33,7 +33,7 @@ def alembic_config(service: str, url: str) -> Config:
 
 def upgrade(service: str, settings: Settings, url: str | None = None) -> None:
     """Bring `service`'s tables to the newest revision."""
-    command.upgrade(alembic_config(service, url or settings.effective_database_url), "head")
+    command.upgrade(alembic_config(service, url or settings.database_url), "head")
 
 
 def run_env(target_metadata: MetaData) -> None:
@@ -75,7 +75,7 @@ def main() -> None:
     settings = get_settings()
     for service in services:
         upgrade(service, settings)
-        where = make_url(settings.effective_database_url).render_as_string(hide_password=True)
+        where = make_url(settings.database_url).render_as_string(hide_password=True)
         print(f"{service}: migrated to head on {where}")
 
 

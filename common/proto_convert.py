@@ -8,16 +8,19 @@ from datetime import datetime
 from google.protobuf import timestamp_pb2
 
 from aifx.common.v1 import market_pb2
-from common.market import Timeframe
+from common.market import TIMEFRAME_NUMBERS, Timeframe, timeframe_enum_name
 from common.time import as_utc
 
-TIMEFRAME_TO_PROTO = {
-    Timeframe.M15: market_pb2.TIMEFRAME_M15,
-    Timeframe.H1: market_pb2.TIMEFRAME_H1,
-    Timeframe.H4: market_pb2.TIMEFRAME_H4,
-    Timeframe.D1: market_pb2.TIMEFRAME_D1,
+TIMEFRAME_TO_PROTO: dict[Timeframe, market_pb2.Timeframe.ValueType] = {
+    timeframe: market_pb2.Timeframe.Value(timeframe_enum_name(timeframe)) for timeframe in Timeframe
 }
-# TIMEFRAME_UNSPECIFIED and unknown numbers map to nothing: callers treat that as missing.
+if TIMEFRAME_TO_PROTO != TIMEFRAME_NUMBERS:
+    raise ImportError(
+        "common.market.TIMEFRAME_NUMBERS no longer matches aifx.common.v1.Timeframe: "
+        f"{TIMEFRAME_NUMBERS} != {TIMEFRAME_TO_PROTO}"
+    )
+# TIMEFRAME_UNSPECIFIED and unknown numbers map to nothing: common.request_fields reads
+# requests with the rule for what that means.
 TIMEFRAME_FROM_PROTO = {value: key for key, value in TIMEFRAME_TO_PROTO.items()}
 
 

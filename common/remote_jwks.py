@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-import grpc
 from google.protobuf.json_format import MessageToDict
 
 from aifx.auth.v1 import auth_pb2, auth_pb2_grpc
 from common.access_tokens import AccessTokenVerifier, RevocationCheck
-from common.errors import Unavailable
+from common.errors import DomainError, Unavailable
+from common.grpc_client import GrpcClient
 
 REFRESH_SECONDS = 300.0
 
@@ -27,12 +27,10 @@ class RemoteJwks:
         is_revoked: RevocationCheck | None = None,
         timeout_seconds: float = 2.0,
     ) -> None:
-        self._target = target
+        self._client = GrpcClient("auth_svc", target, timeout_seconds=timeout_seconds)
         self._issuer = issuer
         self._audience = audience
         self._is_revoked = is_revoked
-        self._timeout = timeout_seconds
-        self._channel: grpc.aio.Channel | None = None
         self._verifier: AccessTokenVerifier | None = None
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
@@ -48,18 +46,16 @@ class RemoteJwks:
         return self._verifier
 
     async def _refresh(self) -> None:
-        if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self._target)
-        stub = auth_pb2_grpc.AuthServiceStub(self._channel)
+        stub = self._client.stub(auth_pb2_grpc.AuthServiceStub)
         try:
-            reply = await stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=self._timeout)
-        except grpc.aio.AioRpcError as error:
+            reply = await self._client.unary(stub.GetJwks, auth_pb2.GetJwksRequest())
+        except DomainError as error:
             if self._verifier is not None:
                 self._fetched_at = time.monotonic() - REFRESH_SECONDS + 10  # retry soon
                 return
             raise Unavailable(
-                f"cannot verify access tokens: auth_svc at {self._target} did not answer "
-                f"({error.code().name})",
+                f"cannot verify access tokens: auth_svc at {self._client.target} did not "
+                f"answer ({error.message})",
                 reason="AUTH_UNAVAILABLE",
             ) from error
         jwks = MessageToDict(reply, preserving_proto_field_name=True)
@@ -72,5 +68,4 @@ class RemoteJwks:
         self._fetched_at = time.monotonic()
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
+        await self._client.close()

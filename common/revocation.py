@@ -21,7 +21,7 @@ NOT_REVOKED_MEMORY_SECONDS = 1.0
 
 
 class RevocationList:
-    """Build it over `create_store(settings, settings.effective_revocation_prefix)` so
+    """Build it over `create_store(settings, settings.storage.effective_revocation_prefix)` so
     every service reads the same keys auth_svc writes."""
 
     def __init__(self, store: KeyValueStore) -> None:

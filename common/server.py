@@ -79,6 +79,10 @@ async def start_server(spec: ServiceSpec, host: str, port: int) -> RunningServer
             ("grpc.keepalive_time_ms", 60_000),
             ("grpc.keepalive_timeout_ms", 20_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            # Accept our clients' keepalive pings (common.grpc_client: one a minute on a
+            # connection with calls) however quiet the calls are; grpc's default
+            # answers pings more often than every 5 minutes with GOAWAY.
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 30_000),
         ],
     )
     spec.register(server)
@@ -132,6 +136,6 @@ def run_service(
     port, metrics_port = ports(settings)
 
     async def serve() -> None:
-        await serve_forever(build(settings), settings.bind_host, port, metrics_port)
+        await serve_forever(build(settings), settings.general.bind_host, port, metrics_port)
 
     asyncio.run(serve())

@@ -13,10 +13,10 @@ from common.settings import Settings
 
 
 def load_service_token(settings: Settings) -> str:
-    configured = settings.service_token.get_secret_value()
+    configured = settings.tokens.service_token.get_secret_value()
     if configured:
         return configured
-    path = settings.ensure_var_dir() / "service-token"
+    path = settings.general.ensure_var_dir() / "service-token"
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:

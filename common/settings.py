@@ -1,38 +1,66 @@
 """Settings of every AIFX component, read from `AIFX_*` environment variables and `.env`.
 
-One class for the whole platform keeps names and defaults in one place, so the
-supervisor, Envoy's config renderer and each service agree on ports and addresses
-without passing them around.
+One model per concern (`StorageSettings`, `NetworkSettings`, `StrategySettings`, ...),
+each reading its own variables, gathered in `Settings` for the wiring code. The wiring
+(`server.py` of each service, the Envoy renderer, the readiness banner) holds the whole
+`Settings`; domain objects are handed only the group they use (the signal engine gets
+`StrategySettings`, never the database URL). Variable names are the field names with
+the `AIFX_` prefix, whatever the group (`AIFX_REDIS_URL`, `AIFX_STOP_LOSS_ATR`), so
+every field name is unique across groups.
+
+`Settings.load(**overrides)` builds them all (tests and benchmarks pass flat overrides
+such as `redis_url=...`, routed to the group that owns the name); `settings.replace(...)`
+is a copy with some fields changed.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+ENV_FILE = ".env"
 
 
-class Settings(BaseSettings):
-    """Every setting has a default that runs the embedded stack on one machine."""
+def _split_commas(value: object) -> object:
+    """`a, b` in an environment variable is the list ["a", "b"]."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
 
+
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
+
+
+class _Group(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="AIFX_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="AIFX_",
+        env_file=ENV_FILE,
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        protected_namespaces=(),
     )
 
-    # --- general ---------------------------------------------------------------------
+
+class GeneralSettings(_Group):
     env: Literal["development", "production", "test"] = "development"
     log_format: Literal["console", "json"] = "console"
     log_level: str = "INFO"
     var_dir: Path = REPO_ROOT / "var"
     bind_host: str = "127.0.0.1"
 
-    # --- storage ---------------------------------------------------------------------
-    # Empty means the embedded SQLite database in var_dir.
+    def ensure_var_dir(self) -> Path:
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        return self.var_dir
+
+
+class StorageSettings(_Group):
+    # Empty means the embedded SQLite database in var_dir (Settings.database_url).
     database_url: str = ""
     database_pool_size: int = 10
     # Empty means in-process caches, fan-out and rate limits.
@@ -43,7 +71,14 @@ class Settings(BaseSettings):
     # apart while still seeing logouts.
     revocation_redis_prefix: str = ""
 
-    # --- ports -----------------------------------------------------------------------
+    @property
+    def effective_revocation_prefix(self) -> str:
+        return self.revocation_redis_prefix or self.redis_prefix
+
+
+class NetworkSettings(_Group):
+    """Where each component listens, and where the others find it."""
+
     auth_port: int = 50051
     signal_port: int = 50052
     position_port: int = 50053
@@ -52,145 +87,21 @@ class Settings(BaseSettings):
     edge_port: int = 8081
     envoy_port: int = 8080
     envoy_admin_port: int = 9901
+    # Prometheus scrape ports; 0 turns a component's metrics endpoint off.
     auth_metrics_port: int = 9101
-    inference_metrics_port: int = 9104
-    model_server_metrics_port: int = 9106
-
     signal_metrics_port: int = 9102
     position_metrics_port: int = 9103
-
-    # --- signals ----------------------------------------------------------------------
-    # Where the signal service finds auth_svc (for the JWKS that verifies tokens) and the
-    # inference service; empty means 127.0.0.1 with their default ports.
+    inference_metrics_port: int = 9104
+    model_server_metrics_port: int = 9106
+    # Where a client finds each service; empty means 127.0.0.1 with its default port.
+    # The model server may be ours or a real tensorflow_model_server.
     auth_target: str = ""
-    inference_target: str = ""
-    # A slower inference answer counts as a failure: the signal comes from the
-    # technical rules instead (marked as fallback).
-    inference_timeout_seconds: float = 0.5
-    # Series the scheduler produces a signal for at each candle close.
-    signal_pairs: Annotated[list[str], NoDecode] = ["EUR/USD"]
-    signal_timeframes: Annotated[list[str], NoDecode] = ["1h"]
-    # Market data: "replay" (the real bundled history, or market_data_csv, replayed on a
-    # clock), or "live" (Yahoo Finance). Offline only replayable pairs are offered.
-    market_data_mode: Literal["replay", "live"] = "replay"
-    market_data_csv: Path | None = None
-    # How often the live provider asks Yahoo for new bars.
-    market_data_poll_seconds: float = Field(default=60.0, gt=0)
-    # Replay clock speed: market seconds per real second (3600: an hour bar closes every
-    # second, for demos).
-    replay_speed: float = Field(default=3600.0, gt=0)
-    # Stop-loss / take-profit distances from entry, in ATR(14) multiples.
-    stop_loss_atr: float = Field(default=1.5, gt=0)
-    take_profit_atr: float = Field(default=3.0, gt=0)
-    # Confidence cap of technical-fallback signals (they are not calibrated).
-    fallback_max_confidence: float = Field(default=0.6, ge=0, le=1)
-    # Confidence at which a signal becomes moderate, strong, very strong.
-    strength_thresholds: Annotated[list[float], NoDecode] = [0.5, 0.6, 0.75]
-    # Idle streams get a heartbeat this often, so proxies keep them open.
-    stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
-    # Signals buffered per subscriber; one that falls this far behind is disconnected
-    # (it can resume from its last id, losing nothing).
-    subscriber_buffer: int = Field(default=256, ge=1)
-    # GetSignal answers from process memory for this long before asking the shared
-    # cache (Redis) again: another replica's new signal is seen at most this late (this
-    # replica's own are seen at once). 0 turns the memo off.
-    signal_memo_seconds: float = Field(default=0.5, ge=0)
-
-    # --- positions --------------------------------------------------------------------
-    # Where the position service finds signal_svc (prices); empty means 127.0.0.1 with
-    # its default port.
     signal_target: str = ""
-    # Every open position gets a monitoring snapshot (price, unrealized PnL) this often,
-    # and its levels are re-checked against the latest price (catch-up after a dropped
-    # price stream).
-    position_sweep_seconds: float = Field(default=60.0, gt=0)
-    # Monitoring snapshots older than this are deleted by the sweep.
-    position_snapshot_retention_days: float = Field(default=7.0, gt=0)
-    # How often each replica looks for position events committed by another replica
-    # (events of its own are delivered at once).
-    position_event_poll_seconds: float = Field(default=0.5, gt=0)
-    # Events buffered per event-stream subscriber; one that falls this far behind is
-    # disconnected (it resumes from its last event id, losing nothing).
-    position_event_buffer: int = Field(default=1024, ge=1)
-
-    # --- model ------------------------------------------------------------------------
-    # The TF Serving layout the model server serves (models/<name>/<version>/); the
-    # inference service reads each version's aifx_metadata.json from here too.
-    model_name: str = "lstm"
-    model_base_path: Path = REPO_ROOT / "models" / "lstm"
-    # Where the inference service finds the model server (ours or a real
-    # tensorflow_model_server); empty means 127.0.0.1:model_server_port.
+    inference_target: str = ""
     model_server_target: str = ""
-    # A Predict slower than this is UNAVAILABLE: callers fall back rather than wait.
-    model_server_timeout_seconds: float = 1.0
-    # Server-side batching in the model server (python -m inference.model_server):
-    # concurrent Predicts merged into runs of at most max_batch_size rows, each
-    # dispatched at once when a thread is free, or after timeout_micros if it is not full.
-    model_server_enable_batching: bool = False
-    model_server_max_batch_size: int = Field(default=64, ge=1)
-    model_server_batch_timeout_micros: int = Field(default=0, ge=0)
-
-    # --- tokens ----------------------------------------------------------------------
-    # PEM of the Ed25519 private key that signs access tokens. Empty: read
-    # jwt_private_key_file, or generate one there on first run (embedded default).
-    jwt_private_key: SecretStr = SecretStr("")
-    jwt_private_key_file: Path | None = None
-    jwt_issuer: str = "aifx"
-    jwt_audience: str = "aifx"
-    access_token_ttl_seconds: int = 3600
-    refresh_token_ttl_seconds: int = 30 * 24 * 3600
-    # Credential that service-to-service (…Internal) calls carry in x-aifx-service-token.
-    # Empty: generated into var_dir on first run.
-    service_token: SecretStr = SecretStr("")
-
-    # --- passwords and login limits --------------------------------------------------
-    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
-    # Threads that hash passwords. One leaves the other core to the event loop, so a
-    # burst of logins never stalls other RPCs on a 2-core machine.
-    password_hash_workers: int = Field(default=1, ge=1)
-    # Failed logins allowed (limits notation) per identifier and per client address.
-    login_failure_limit_per_identifier: str = "5/5minutes"
-    login_failure_limit_per_address: str = "20/5minutes"
-    # Peers whose X-Forwarded-For is trusted to name the real client (Envoy on loopback).
-    trusted_proxies: Annotated[list[str], NoDecode] = ["127.0.0.1", "::1"]
-
-    # --- edge ------------------------------------------------------------------------
-    # Envoy worker threads. One keeps Envoy from competing with the Python services for
-    # the cores of a small machine (measured: p99 of GetMe 15-20 ms with 1, 52-73 ms
-    # with 2 on 2 cores); raise it on a dedicated edge host.
-    envoy_concurrency: int = Field(default=1, ge=1)
-    # Browser origins allowed by CORS, comma separated.
-    cors_allowed_origins: Annotated[list[str], NoDecode] = [
-        "http://localhost:8080",
-        "http://127.0.0.1:8080",
-        "http://localhost:8081",
-        "http://127.0.0.1:8081",
-    ]
-
-    @field_validator(
-        "trusted_proxies",
-        "cors_allowed_origins",
-        "signal_pairs",
-        "signal_timeframes",
-        "strength_thresholds",
-        mode="before",
-    )
-    @classmethod
-    def _split_commas(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value
-
-    @property
-    def effective_database_url(self) -> str:
-        """The configured database, or the embedded SQLite file in var_dir."""
-        if self.database_url:
-            return self.database_url
-        return f"sqlite+aiosqlite:///{self.var_dir / 'aifx.db'}"
-
-    @property
-    def effective_revocation_prefix(self) -> str:
-        return self.revocation_redis_prefix or self.redis_prefix
+    # Peers whose X-Forwarded-For is trusted to name the real client, and whose
+    # x-envoy-original-path may carry a query token (Envoy on loopback).
+    trusted_proxies: CommaList = ["127.0.0.1", "::1"]
 
     @property
     def effective_auth_target(self) -> str:
@@ -208,12 +119,205 @@ class Settings(BaseSettings):
     def effective_model_server_target(self) -> str:
         return self.model_server_target or f"127.0.0.1:{self.model_server_port}"
 
-    def ensure_var_dir(self) -> Path:
-        self.var_dir.mkdir(parents=True, exist_ok=True)
-        return self.var_dir
+
+class MarketSettings(_Group):
+    """Which market data signal_svc reads, and which series get signals."""
+
+    # "replay" (the real bundled history, or market_data_csv, replayed on a clock), or
+    # "live" (Yahoo Finance). Offline only replayable pairs are offered.
+    market_data_mode: Literal["replay", "live"] = "replay"
+    market_data_csv: Path | None = None
+    # How often the live provider asks Yahoo for new bars.
+    market_data_poll_seconds: float = Field(default=60.0, gt=0)
+    # Replay clock speed: market seconds per real second (3600: an hour bar closes every
+    # second, for demos).
+    replay_speed: float = Field(default=3600.0, gt=0)
+    # Series the scheduler produces a signal for at each candle close.
+    signal_pairs: CommaList = ["EUR/USD"]
+    signal_timeframes: CommaList = ["1h"]
+
+
+class StrategySettings(_Group):
+    """How the signal engine turns a prediction and the indicators into a trade."""
+
+    # Stop-loss / take-profit distances from entry, in ATR(14) multiples.
+    stop_loss_atr: float = Field(default=1.5, gt=0)
+    take_profit_atr: float = Field(default=3.0, gt=0)
+    # Confidence cap of technical-fallback signals (they are not calibrated).
+    fallback_max_confidence: float = Field(default=0.6, ge=0, le=1)
+    # Confidence at which a signal becomes moderate, strong, very strong.
+    strength_thresholds: Annotated[list[float], NoDecode, BeforeValidator(_split_commas)] = [
+        0.5,
+        0.6,
+        0.75,
+    ]
+    # A slower inference answer counts as a failure: the signal comes from the
+    # technical rules instead (marked as fallback).
+    inference_timeout_seconds: float = Field(default=0.5, gt=0)
+
+    @field_validator("strength_thresholds")
+    @classmethod
+    def _three_thresholds(cls, value: list[float]) -> list[float]:
+        if len(value) != 3 or value != sorted(value):
+            raise ValueError("needs three increasing values: moderate, strong, very strong")
+        return value
+
+
+class StreamSettings(_Group):
+    """Live streams of signals and position events."""
+
+    # Idle streams get a heartbeat this often, so proxies keep them open.
+    stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # Signals buffered per subscriber; one that falls this far behind is disconnected
+    # (it can resume from its last id, losing nothing).
+    subscriber_buffer: int = Field(default=256, ge=1)
+    # GetSignal answers from process memory for this long before asking the shared
+    # cache (Redis) again: another replica's new signal is seen at most this late (this
+    # replica's own are seen at once). 0 turns the memo off.
+    signal_memo_seconds: float = Field(default=0.5, ge=0)
+
+
+class PositionSettings(_Group):
+    # Every open position gets a monitoring snapshot (price, unrealized PnL) this often,
+    # and its levels are re-checked against the latest price (catch-up after a dropped
+    # price stream).
+    position_sweep_seconds: float = Field(default=60.0, gt=0)
+    # Monitoring snapshots older than this are deleted by the sweep.
+    position_snapshot_retention_days: float = Field(default=7.0, gt=0)
+    # How often each replica looks for position events committed by another replica
+    # (events of its own are delivered at once).
+    position_event_poll_seconds: float = Field(default=0.5, gt=0)
+    # Events buffered per event-stream subscriber; one that falls this far behind is
+    # disconnected (it resumes from its last event id, losing nothing).
+    position_event_buffer: int = Field(default=1024, ge=1)
+
+
+class ModelSettings(_Group):
+    """The served model: the model server's layout and batching, the inference
+    service's patience with it."""
+
+    # The TF Serving layout the model server serves (models/<name>/<version>/); the
+    # inference service reads each version's aifx_metadata.json from here too.
+    model_name: str = "lstm"
+    model_base_path: Path = REPO_ROOT / "models" / "lstm"
+    # A Predict slower than this is UNAVAILABLE: callers fall back rather than wait.
+    model_server_timeout_seconds: float = Field(default=1.0, gt=0)
+    # Server-side batching in the model server (python -m inference.model_server):
+    # concurrent Predicts merged into runs of at most max_batch_size rows, each
+    # dispatched at once when a thread is free, or after timeout_micros if it is not full.
+    model_server_enable_batching: bool = False
+    model_server_max_batch_size: int = Field(default=64, ge=1)
+    model_server_batch_timeout_micros: int = Field(default=0, ge=0)
+
+
+class TokenSettings(_Group):
+    # PEM of the Ed25519 private key that signs access tokens. Empty: read
+    # jwt_private_key_file, or generate one there on first run (embedded default).
+    jwt_private_key: SecretStr = SecretStr("")
+    jwt_private_key_file: Path | None = None
+    jwt_issuer: str = "aifx"
+    jwt_audience: str = "aifx"
+    access_token_ttl_seconds: int = 3600
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    # Credential that service-to-service (…Internal) calls carry in x-aifx-service-token.
+    # Empty: generated into var_dir on first run.
+    service_token: SecretStr = SecretStr("")
+
+
+class LoginSettings(_Group):
+    """Passwords and the limits on guessing them."""
+
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+    # Threads that hash passwords. One leaves the other core to the event loop, so a
+    # burst of logins never stalls other RPCs on a 2-core machine.
+    password_hash_workers: int = Field(default=1, ge=1)
+    # Failed logins allowed (limits notation) per identifier and per client address.
+    login_failure_limit_per_identifier: str = "5/5minutes"
+    login_failure_limit_per_address: str = "20/5minutes"
+
+
+class EdgeSettings(_Group):
+    # Envoy worker threads. One keeps Envoy from competing with the Python services for
+    # the cores of a small machine (measured: p99 of GetMe 15-20 ms with 1, 52-73 ms
+    # with 2 on 2 cores); raise it on a dedicated edge host.
+    envoy_concurrency: int = Field(default=1, ge=1)
+    # Browser origins allowed by CORS, comma separated.
+    cors_allowed_origins: CommaList = [
+        "http://localhost:8080",
+        "http://127.0.0.1:8080",
+        "http://localhost:8081",
+        "http://127.0.0.1:8081",
+    ]
+
+
+class Settings(BaseModel):
+    """Every setting, by concern; each has a default that runs the embedded stack on
+    one machine."""
+
+    model_config = ConfigDict(frozen=True, protected_namespaces=())
+
+    general: GeneralSettings
+    storage: StorageSettings
+    network: NetworkSettings
+    market: MarketSettings
+    strategy: StrategySettings
+    streams: StreamSettings
+    positions: PositionSettings
+    model: ModelSettings
+    tokens: TokenSettings
+    logins: LoginSettings
+    edge: EdgeSettings
+
+    @classmethod
+    def load(cls, env_file: str | None = ENV_FILE, **overrides: Any) -> Self:
+        """Every group from the environment (and `env_file`; None reads none), with
+        `overrides` (flat field names) taking precedence. TypeError names an override
+        that no group has."""
+        _refuse_unknown(overrides)
+        groups = {
+            name: group(_env_file=env_file, **_own(group, overrides))  # type: ignore[call-arg]
+            for name, group in _groups().items()
+        }
+        return cls(**groups)
+
+    def replace(self, **overrides: Any) -> Self:
+        """A copy with `overrides` (flat field names, validated) applied."""
+        _refuse_unknown(overrides)
+        changed = {}
+        for name, group in _groups().items():
+            own = _own(group, overrides)
+            if own:
+                current = getattr(self, name)
+                changed[name] = group.model_validate({**current.model_dump(), **own})
+        return self.model_copy(update=changed)
+
+    @property
+    def database_url(self) -> str:
+        """The configured database, or the embedded SQLite file in var_dir."""
+        if self.storage.database_url:
+            return self.storage.database_url
+        return f"sqlite+aiosqlite:///{self.general.var_dir / 'aifx.db'}"
+
+
+def _groups() -> dict[str, type[_Group]]:
+    return {
+        name: field.annotation  # type: ignore[misc]
+        for name, field in Settings.model_fields.items()
+    }
+
+
+def _own(group: type[_Group], overrides: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in overrides.items() if key in group.model_fields}
+
+
+def _refuse_unknown(overrides: dict[str, Any]) -> None:
+    known = {key for group in _groups().values() for key in group.model_fields}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"no such setting: {', '.join(unknown)}")
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
-    return Settings()
+    return Settings.load()

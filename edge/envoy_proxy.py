@@ -27,10 +27,10 @@ JWT_AUTHN = "envoy.filters.http.jwt_authn"
 def upstreams(settings: Settings) -> dict[str, tuple[str, int]]:
     """Envoy cluster name → the address settings give it."""
     return {
-        "auth_svc": (settings.bind_host, settings.auth_port),
-        "signal_svc": (settings.bind_host, settings.signal_port),
-        "position_svc": (settings.bind_host, settings.position_port),
-        "envoy_self": ("127.0.0.1", settings.envoy_port),
+        "auth_svc": (settings.general.bind_host, settings.network.auth_port),
+        "signal_svc": (settings.general.bind_host, settings.network.signal_port),
+        "position_svc": (settings.general.bind_host, settings.network.position_port),
+        "envoy_self": ("127.0.0.1", settings.network.envoy_port),
     }
 
 
@@ -46,9 +46,9 @@ def _http_filter(manager: dict[str, Any], name: str) -> dict[str, Any]:
 def render(settings: Settings) -> dict[str, Any]:
     """envoy.yaml with the settings applied."""
     config = copy.deepcopy(yaml.safe_load(TEMPLATE.read_text()))
-    config["admin"]["address"]["socket_address"]["port_value"] = settings.envoy_admin_port
+    config["admin"]["address"]["socket_address"]["port_value"] = settings.network.envoy_admin_port
     listener = config["static_resources"]["listeners"][0]
-    listener["address"]["socket_address"]["port_value"] = settings.envoy_port
+    listener["address"]["socket_address"]["port_value"] = settings.network.envoy_port
 
     manager = _http_connection_manager(config)
     _http_filter(manager, TRANSCODER)["proto_descriptor"] = str(DESCRIPTOR)
@@ -57,15 +57,15 @@ def render(settings: Settings) -> dict[str, Any]:
         if per_route is not None:
             per_route["proto_descriptor"] = str(DESCRIPTOR)
     provider = _http_filter(manager, JWT_AUTHN)["providers"]["aifx"]
-    provider["issuer"] = settings.jwt_issuer
-    provider["audiences"] = [settings.jwt_audience]
+    provider["issuer"] = settings.tokens.jwt_issuer
+    provider["audiences"] = [settings.tokens.jwt_audience]
     provider["remote_jwks"]["http_uri"]["uri"] = (
-        f"http://127.0.0.1:{settings.envoy_port}/api/v1/auth/jwks"
+        f"http://127.0.0.1:{settings.network.envoy_port}/api/v1/auth/jwks"
     )
     cors = manager["route_config"]["virtual_hosts"][0]["typed_per_filter_config"][
         "envoy.filters.http.cors"
     ]
-    cors["allow_origin_string_match"] = [{"exact": o} for o in settings.cors_allowed_origins]
+    cors["allow_origin_string_match"] = [{"exact": o} for o in settings.edge.cors_allowed_origins]
 
     addresses = upstreams(settings)
     for cluster in config["static_resources"]["clusters"]:
@@ -76,7 +76,7 @@ def render(settings: Settings) -> dict[str, Any]:
 
 
 def write_rendered(settings: Settings, path: Path | None = None) -> Path:
-    path = path or settings.ensure_var_dir() / "envoy.rendered.yaml"
+    path = path or settings.general.ensure_var_dir() / "envoy.rendered.yaml"
     path.write_text(yaml.safe_dump(render(settings), sort_keys=False))
     return path
 
@@ -107,7 +107,7 @@ def command(config_path: Path, concurrency: int = 1, log_level: str = "warn") ->
 
 def main() -> None:
     settings = get_settings()
-    args = command(write_rendered(settings), settings.envoy_concurrency)
+    args = command(write_rendered(settings), settings.edge.envoy_concurrency)
     os.execv(args[0], args)  # noqa: S606 (replace this process with Envoy)
 
 

@@ -9,22 +9,26 @@ import contextlib
 import time
 import urllib.request
 
-import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from common.errors import DomainError
+from common.grpc_client import GrpcClient
 from common.settings import Settings, get_settings
 
 TIMEOUT_SECONDS = 60.0
 
 
 async def grpc_serving(address: str) -> bool:
-    async with grpc.aio.insecure_channel(address) as channel:
-        try:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=1.0
-            )
-        except grpc.aio.AioRpcError:
-            return False
+    """Whether the gRPC server at `address` reports SERVING (waiting up to a second)."""
+    client = GrpcClient("health check", address, timeout_seconds=1.0)
+    try:
+        reply = await client.unary(
+            client.stub(health_pb2_grpc.HealthStub).Check, health_pb2.HealthCheckRequest()
+        )
+    except DomainError:
+        return False
+    finally:
+        await client.close()
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
@@ -47,13 +51,13 @@ async def wait_until(name: str, probe, deadline: float) -> None:  # type: ignore
 
 async def wait_for_stack(settings: Settings) -> None:
     deadline = time.monotonic() + TIMEOUT_SECONDS
-    host = settings.bind_host
+    host = settings.general.bind_host
     services = {
-        "model server (TF Serving API)": settings.model_server_port,
-        "inference": settings.inference_port,
-        "auth_svc": settings.auth_port,
-        "signal_svc": settings.signal_port,
-        "position_svc": settings.position_port,
+        "model server (TF Serving API)": settings.network.model_server_port,
+        "inference": settings.network.inference_port,
+        "auth_svc": settings.network.auth_port,
+        "signal_svc": settings.network.signal_port,
+        "position_svc": settings.network.position_port,
     }
     for name, port in services.items():
         await wait_until(
@@ -61,7 +65,7 @@ async def wait_for_stack(settings: Settings) -> None:
             lambda port=port: grpc_serving(f"{host}:{port}"),
             deadline,
         )
-    public = f"http://127.0.0.1:{settings.envoy_port}"
+    public = f"http://127.0.0.1:{settings.network.envoy_port}"
     await wait_until(
         f"envoy ({public})",
         lambda: asyncio.to_thread(http_ok, f"{public}/api/v1/auth/jwks"),
@@ -70,23 +74,24 @@ async def wait_for_stack(settings: Settings) -> None:
     print(
         "\nAIFX is up.\n"
         f"  REST (Envoy)      {public}/api/v1/...   e.g. curl {public}/api/v1/auth/jwks\n"
-        f"  gRPC auth_svc     {host}:{settings.auth_port}   "
-        f"e.g. grpcurl -plaintext {host}:{settings.auth_port} list\n"
-        f"  gRPC signal_svc   {host}:{settings.signal_port}   (replaying real EUR/USD "
-        f"history at {settings.replay_speed:g}x)\n"
+        f"  gRPC auth_svc     {host}:{settings.network.auth_port}   "
+        f"e.g. grpcurl -plaintext {host}:{settings.network.auth_port} list\n"
+        f"  gRPC signal_svc   {host}:{settings.network.signal_port}   (replaying real EUR/USD "
+        f"history at {settings.market.replay_speed:g}x)\n"
         f"  Signals (SSE)     {public}/api/v1/trading/signals:stream?access_token=...\n"
-        f"  gRPC position_svc {host}:{settings.position_port}   "
+        f"  gRPC position_svc {host}:{settings.network.position_port}   "
         f"positions: {public}/api/v1/positions\n"
-        f"  gRPC inference    {host}:{settings.inference_port}   (service credential: "
+        f"  gRPC inference    {host}:{settings.network.inference_port}   (service credential: "
         f"var/service-token)\n"
-        f"  Model server      {host}:{settings.model_server_port}   (TensorFlow Serving API, "
-        f"model {settings.model_name})\n"
-        f"  Envoy admin       http://127.0.0.1:{settings.envoy_admin_port}\n"
-        f"  Metrics           http://{host}:{settings.auth_metrics_port}/metrics (auth), "
-        f":{settings.signal_metrics_port} (signal), "
-        f":{settings.position_metrics_port} (position), "
-        f":{settings.inference_metrics_port} (inference), "
-        f":{settings.model_server_metrics_port} (model server)\n"
+        f"  Model server      {host}:{settings.network.model_server_port}   "
+        "(TensorFlow Serving API, "
+        f"model {settings.model.model_name})\n"
+        f"  Envoy admin       http://127.0.0.1:{settings.network.envoy_admin_port}\n"
+        f"  Metrics           http://{host}:{settings.network.auth_metrics_port}/metrics (auth), "
+        f":{settings.network.signal_metrics_port} (signal), "
+        f":{settings.network.position_metrics_port} (position), "
+        f":{settings.network.inference_metrics_port} (inference), "
+        f":{settings.network.model_server_metrics_port} (model server)\n"
         "Press Ctrl-C to stop everything.\n",
         flush=True,
     )

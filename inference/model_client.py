@@ -5,7 +5,10 @@ API with the official `tensorflow_serving` stubs, so the server can be ours or a
 The served version is read from ModelService.GetModelStatus (newest AVAILABLE), and
 each Predict pins that version, so the features are always built with the scaler and
 window of the version that answers. A dead or slow server is UNAVAILABLE within the
-timeout, never a hang: signal_svc then falls back to technical rules.
+timeout, never a hang: signal_svc then falls back to technical rules. Calls go through
+the shared client helper (common.grpc_client): the request id of the Predict being
+served travels on, and a model server that is still starting is waited for within the
+timeout.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import asyncio
 import time
 from pathlib import Path
 
-import grpc
 import numpy as np
 from google.protobuf import wrappers_pb2
 from tensorflow_serving.apis import (
@@ -25,7 +27,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from common.errors import Unavailable
+from common.errors import DomainError, NotFound, Unavailable
+from common.grpc_client import GrpcClient
 from inference.model_format import SIGNATURE, ModelMetadata
 from inference.predictor import ServedModel
 from inference.tensor_proto import make_ndarray, make_tensor_proto
@@ -40,21 +43,18 @@ class ModelServerClient:
     def __init__(
         self, target: str, model_name: str, base_path: Path, timeout_seconds: float
     ) -> None:
-        self._target = target
+        self._client = GrpcClient("model server", target, timeout_seconds=timeout_seconds)
         self._model_name = model_name
         self._base_path = base_path
-        self._timeout = timeout_seconds
-        self._channel = grpc.aio.insecure_channel(target)
-        self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-        self._status = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self._served: ServedModel | None = None
         self._checked_at = 0.0
         self._lock = asyncio.Lock()
 
-    def _unavailable(self, error: grpc.aio.AioRpcError) -> Unavailable:
+    def _unavailable(self, error: DomainError) -> Unavailable:
+        """Whatever the model server answered instead of a prediction, the inference
+        service cannot predict: UNAVAILABLE, so callers fall back."""
         return Unavailable(
-            f"model server at {self._target} did not answer: "
-            f"{error.code().name} {error.details() or ''}".strip(),
+            f"model server at {self._client.target} did not answer: {error.message}",
             reason="MODEL_SERVER_UNAVAILABLE",
         )
 
@@ -77,14 +77,15 @@ class ModelServerClient:
         request = get_model_status_pb2.GetModelStatusRequest(
             model_spec=model_pb2.ModelSpec(name=self._model_name)
         )
+        status = self._client.stub(model_service_pb2_grpc.ModelServiceStub)
         try:
-            reply = await self._status.GetModelStatus(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as error:
+            reply = await self._client.unary(status.GetModelStatus, request)
+        except DomainError as error:
             raise self._unavailable(error) from error
         versions = [v.version for v in reply.model_version_status if v.state == AVAILABLE]
         if not versions:
             raise Unavailable(
-                f"model server at {self._target} has no available version of {self._model_name}",
+                f"model server at {self._client.target} has no available version of {self._model_name}",
                 reason="MODEL_NOT_LOADED",
             )
         version = max(versions)
@@ -110,14 +111,15 @@ class ModelServerClient:
             )
         )
         request.inputs[model.metadata.input_name].CopyFrom(make_tensor_proto(inputs))
+        predictions = self._client.stub(prediction_service_pb2_grpc.PredictionServiceStub)
         try:
-            reply = await self._predict.Predict(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
+            reply = await self._client.unary(predictions.Predict, request)
+        except DomainError as error:
+            if isinstance(error, NotFound):
                 # The version was unloaded since we looked: ask again next time.
                 self._checked_at = 0.0
             raise self._unavailable(error) from error
         return make_ndarray(reply.outputs[model.metadata.output_name])
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._client.close()

@@ -18,10 +18,10 @@ SERVICE_NAMES = [inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].f
 
 def build(settings: Settings) -> ServiceSpec:
     backend = ModelServerClient(
-        settings.effective_model_server_target,
-        settings.model_name,
-        settings.model_base_path,
-        settings.model_server_timeout_seconds,
+        settings.network.effective_model_server_target,
+        settings.model.model_name,
+        settings.model.model_base_path,
+        settings.model.model_server_timeout_seconds,
     )
     servicer = InferenceService(Predictor(backend), backend, load_service_token(settings))
 
@@ -34,7 +34,9 @@ def build(settings: Settings) -> ServiceSpec:
 
 
 def main() -> None:
-    run_service("inference", build, lambda s: (s.inference_port, s.inference_metrics_port))
+    run_service(
+        "inference", build, lambda s: (s.network.inference_port, s.network.inference_metrics_port)
+    )
 
 
 if __name__ == "__main__":

@@ -1,12 +1,10 @@
-"""Prices from signal_svc, over its internal gRPC API with the service credential.
+"""The `Prices` port over signal_svc's internal gRPC API (service credential).
 
 `current(pair)` is the market price for an open or close at market (GetPriceInternal);
 `ticks(pairs)` is the live feed the watcher reacts to (StreamPricesInternal): every
 update carries the range traded since the previous one, so a level touched between two
-updates is not missed.
-
-The channel is created on first use, inside the running event loop (a grpc.aio channel
-is bound to the loop it was created in).
+updates is not missed. Calls go through the shared client helper (common.grpc_client),
+so failures arrive here as domain errors and leave as the ones `Prices` promises.
 """
 
 from __future__ import annotations
@@ -14,11 +12,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 
-import grpc
-
 from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
-from common.errors import FieldViolation, InvalidArgument, Unavailable
-from common.grpc_metadata import SERVICE_TOKEN_HEADER
+from common.errors import DomainError, FieldViolation, InvalidArgument, NotFound, Unavailable
+from common.grpc_client import GrpcClient
 from common.time import as_utc
 from position_svc.pnl import Tick
 
@@ -43,57 +39,54 @@ def tick_from_update(update: signal_pb2.PriceUpdate) -> Tick:
 
 class PriceSource:
     def __init__(self, target: str, service_token: str, timeout_seconds: float = 2.0) -> None:
-        self.target = target
-        self._metadata = ((SERVICE_TOKEN_HEADER, service_token),)
-        self._timeout = timeout_seconds
-        self._channel: grpc.aio.Channel | None = None
-        self._stub: signal_pb2_grpc.SignalInternalServiceStub | None = None
+        self._client = GrpcClient(
+            "signal_svc", target, service_token=service_token, timeout_seconds=timeout_seconds
+        )
 
-    def _client(self) -> signal_pb2_grpc.SignalInternalServiceStub:
-        if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self.target)
-            self._stub = signal_pb2_grpc.SignalInternalServiceStub(self._channel)
-        return self._stub
+    @property
+    def source_name(self) -> str:
+        return f"signal_svc at {self._client.target}"
+
+    def _stub(self) -> signal_pb2_grpc.SignalInternalServiceStub:
+        return self._client.stub(signal_pb2_grpc.SignalInternalServiceStub)
 
     async def current(self, pair: str, field: str) -> Decimal:
-        """The latest price of `pair`. INVALID_ARGUMENT on `field` when the signal
-        service has no market data for the pair; UNAVAILABLE when it cannot be asked."""
+        """The latest price of `pair`. InvalidArgument on `field` when the signal
+        service has no market data for the pair; Unavailable when it cannot be asked."""
         try:
-            response = await self._client().GetPriceInternal(
-                signal_pb2.GetPriceInternalRequest(pair=pair),
-                timeout=self._timeout,
-                metadata=self._metadata,
+            response = await self._client.unary(
+                self._stub().GetPriceInternal, signal_pb2.GetPriceInternalRequest(pair=pair)
             )
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                raise InvalidArgument(
-                    [
-                        FieldViolation(
-                            field,
-                            f"no market price is available for {pair}; give the price explicitly",
-                        )
-                    ]
-                ) from None
+        except NotFound:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        field,
+                        f"no market price is available for {pair}; give the price explicitly",
+                    )
+                ]
+            ) from None
+        except DomainError as error:
+            # Whatever else went wrong (down, slow, our credential refused) is the price
+            # service's problem, not the user's request's.
             raise Unavailable(
                 f"no current price for {pair}: the price service is unavailable "
-                f"({error.code().name}); retry, or give the price explicitly",
+                f"({error.message}); retry, or give the price explicitly",
                 reason="PRICE_UNAVAILABLE",
             ) from None
         return decimal_price(response.price.price)
 
     async def ticks(self, pairs: Sequence[str] = ()) -> AsyncIterator[Tick]:
         """Live price updates of `pairs` (all pairs with data when empty); heartbeats
-        are skipped. Raises grpc.aio.AioRpcError when the stream breaks.
+        are skipped. Unavailable (or another domain error) when the stream breaks.
 
         The first update of each pair on a new stream is the latest quote, whose range
         may reach back before the stream opened (a replayed bar's whole high/low), that
         is before positions opened since were watched: only its price is used. What
         happened while no stream was open is the reconnect sweep's business."""
-        stream = self._client().StreamPricesInternal(
-            signal_pb2.StreamPricesInternalRequest(pairs=list(pairs)), metadata=self._metadata
-        )
+        request = signal_pb2.StreamPricesInternalRequest(pairs=list(pairs))
         seen: set[str] = set()
-        async for message in stream:
+        async for message in self._client.stream(self._stub().StreamPricesInternal, request):
             if message.WhichOneof("event") != "update":
                 continue
             tick = tick_from_update(message.update)
@@ -103,7 +96,4 @@ class PriceSource:
             yield tick
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
-            self._stub = None
+        await self._client.close()

@@ -52,36 +52,16 @@ from common.errors import (
 )
 from common.time import as_utc
 from position_svc.models import EventRow, PositionRow, SnapshotRow
-from position_svc.positions import (
-    CLOSE_EVENT,
-    CloseReason,
-    EventType,
-    Position,
-    PositionEvent,
-    Result,
-    Side,
-    Status,
+from position_svc.position_codec import (
+    NAMES,
+    position_document,
+    position_fields,
+    position_from_fields,
 )
+from position_svc.positions import CLOSE_EVENT, EventType, Position, PositionEvent, Status
 
 # Key of the advisory lock that orders event commits on PostgreSQL ("AIFXPOSE").
 _EVENT_ORDER_LOCK_KEY = 0x4149_4658_504F_5345
-_DECIMAL_FIELDS = (
-    "lot_size",
-    "entry_price",
-    "stop_loss",
-    "take_profit",
-    "exit_price",
-    "pips",
-    "realized_pnl",
-    "realized_pnl_usd",
-)
-_TIME_FIELDS = ("open_time", "update_time", "close_time")
-_ENUM_FIELDS: dict[str, Any] = {
-    "side": Side,
-    "status": Status,
-    "close_reason": CloseReason,
-    "result": Result,
-}
 _FILTER_NAMES = "status and pair"
 # What a close writes besides the status and version.
 _CLOSE_FIELDS = (
@@ -114,68 +94,15 @@ class Snapshot:
     unrealized_pnl: Decimal
 
 
-def _row_values(position: Position) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for name, value in position.__dict__.items():
-        if name in _ENUM_FIELDS and value is not None:
-            value = value.value
-        elif name in _TIME_FIELDS and value is not None:
-            value = as_utc(value)
-        values[name] = value
-    return values
-
-
 def _from_row(row: PositionRow) -> Position:
-    fields: dict[str, Any] = {}
-    for name in Position.__dataclass_fields__:
-        value = getattr(row, name)
-        if value is not None:
-            if name in _ENUM_FIELDS:
-                value = _ENUM_FIELDS[name](value)
-            elif name in _TIME_FIELDS:
-                value = as_utc(value)
-        fields[name] = value
-    return Position(**fields)
-
-
-def position_document(position: Position) -> dict[str, Any]:
-    """The position as JSON (the snapshot an event carries): decimals as plain strings
-    so they stay exact, times as ISO 8601."""
-    document: dict[str, Any] = {}
-    for name, value in position.__dict__.items():
-        if value is None:
-            document[name] = None
-        elif name in _DECIMAL_FIELDS:
-            document[name] = format(value, "f")
-        elif name in _TIME_FIELDS:
-            document[name] = as_utc(value).isoformat()
-        elif name in _ENUM_FIELDS:
-            document[name] = value.value
-        else:
-            document[name] = value
-    return document
-
-
-def position_from_document(document: dict[str, Any]) -> Position:
-    fields: dict[str, Any] = {}
-    for name in Position.__dataclass_fields__:
-        value = document.get(name)
-        if value is not None:
-            if name in _DECIMAL_FIELDS:
-                value = Decimal(value)
-            elif name in _TIME_FIELDS:
-                value = datetime.fromisoformat(value)
-            elif name in _ENUM_FIELDS:
-                value = _ENUM_FIELDS[name](value)
-        fields[name] = value
-    return Position(**fields)
+    return position_from_fields({name: getattr(row, name) for name in NAMES})
 
 
 def _event_from_row(row: EventRow) -> PositionEvent:
     return PositionEvent(
         id=int(row.id),
         type=EventType(row.type),
-        position=position_from_document(row.position),
+        position=position_from_fields(row.position),
         time=as_utc(row.time),
     )
 
@@ -238,7 +165,7 @@ class PositionRepository:
         used by this user: the stored position and no event when `request_fingerprint`
         matches, ALREADY_EXISTS when it does not."""
         values = {
-            **_row_values(position),
+            **position_fields(position),
             "idempotency_key": idempotency_key,
             "request_fingerprint": request_fingerprint,
         }
@@ -371,7 +298,7 @@ class PositionRepository:
             details = [
                 {"b_id": c.position.id, **{name: values[name] for name in _CLOSE_FIELDS}}
                 for c in won
-                for values in [_row_values(c.closed)]
+                for values in [position_fields(c.closed)]
             ]
             table = PositionRow.__table__  # Core executemany, one UPDATE per closed row
             assert isinstance(table, Table)

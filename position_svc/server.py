@@ -9,6 +9,7 @@ from datetime import timedelta
 import grpc
 
 from aifx.position.v1 import position_pb2, position_pb2_grpc
+from common.callers import TokenGate
 from common.db import create_engine, session_factory
 from common.kv import create_store
 from common.remote_jwks import RemoteJwks
@@ -17,10 +18,11 @@ from common.server import ServiceSpec, run_service
 from common.service_credentials import load_service_token
 from common.settings import Settings
 from common.shutdown import stop_tasks
+from position_svc.book import PositionBook
 from position_svc.event_feed import EventFeed
 from position_svc.price_source import PriceSource
 from position_svc.repository import PositionRepository
-from position_svc.service import PositionInternalService, PositionParts, PositionService
+from position_svc.service import PositionInternalService, PositionService
 from position_svc.watcher import Watcher
 
 SERVICE_NAMES = [
@@ -33,26 +35,35 @@ def build(settings: Settings) -> ServiceSpec:
     """position_svc's parts, ready to serve; call inside the running event loop."""
     database = create_engine(settings)
     repository = PositionRepository(session_factory(database))
-    revocation_store = create_store(settings, settings.effective_revocation_prefix)
+    revocation_store = create_store(settings, settings.storage.effective_revocation_prefix)
     service_token = load_service_token(settings)
-    prices = PriceSource(settings.effective_signal_target, service_token)
+    prices = PriceSource(settings.network.effective_signal_target, service_token)
     feed = EventFeed(
-        repository, settings.position_event_poll_seconds, settings.position_event_buffer
+        repository,
+        settings.positions.position_event_poll_seconds,
+        settings.positions.position_event_buffer,
     )
     watcher = Watcher(
         repository,
         feed,
         prices,
-        settings.position_sweep_seconds,
-        snapshot_retention=timedelta(days=settings.position_snapshot_retention_days),
+        settings.positions.position_sweep_seconds,
+        snapshot_retention=timedelta(days=settings.positions.position_snapshot_retention_days),
+    )
+    book = PositionBook(
+        repository,
+        prices,
+        watcher,
+        feed,
+        heartbeat_seconds=settings.streams.stream_heartbeat_seconds,
     )
     jwks = RemoteJwks(
-        settings.effective_auth_target,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
+        settings.network.effective_auth_target,
+        issuer=settings.tokens.jwt_issuer,
+        audience=settings.tokens.jwt_audience,
         is_revoked=RevocationList(revocation_store).is_revoked,
     )
-    parts = PositionParts(settings, repository, prices, watcher, feed, jwks, service_token)
+    gate = TokenGate(jwks, service_token, settings.network.trusted_proxies)
     tasks: list[asyncio.Task[None]] = []
 
     async def start_background() -> None:
@@ -61,9 +72,9 @@ def build(settings: Settings) -> ServiceSpec:
         tasks.append(asyncio.create_task(watcher.run(), name="position-watcher"))
 
     def register(server: grpc.aio.Server) -> None:
-        position_pb2_grpc.add_PositionServiceServicer_to_server(PositionService(parts), server)
+        position_pb2_grpc.add_PositionServiceServicer_to_server(PositionService(gate, book), server)
         position_pb2_grpc.add_PositionInternalServiceServicer_to_server(
-            PositionInternalService(parts), server
+            PositionInternalService(gate, book), server
         )
         tasks.append(asyncio.create_task(start_background(), name="position-start"))
 
@@ -86,7 +97,9 @@ def build(settings: Settings) -> ServiceSpec:
 
 
 def main() -> None:
-    run_service("position_svc", build, lambda s: (s.position_port, s.position_metrics_port))
+    run_service(
+        "position_svc", build, lambda s: (s.network.position_port, s.network.position_metrics_port)
+    )
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from common.errors import FieldViolation, InvalidArgument
-from common.market import normalize_pair
+from common import request_fields
+from common.errors import FieldViolation, InvalidArgument, ViolationCollector
 from position_svc.pnl import plain_decimal
 from position_svc.positions import Side
 
@@ -185,17 +185,6 @@ def check_entry(entry_price: Decimal, market_price: Decimal) -> list[FieldViolat
     return []
 
 
-def _parse_pair(raw: str, violations: list[FieldViolation]) -> str | None:
-    if not raw:
-        violations.append(FieldViolation("pair", "is required"))
-        return None
-    try:
-        return normalize_pair(raw)
-    except ValueError as exc:
-        violations.append(FieldViolation("pair", str(exc)))
-        return None
-
-
 def parse_open(
     pair: str,
     side: Side | None,
@@ -210,8 +199,9 @@ def parse_open(
     field. `side` None is a missing side or HOLD. The levels are checked against the entry
     here only when it is given; otherwise the caller checks them against the market price.
     """
-    violations: list[FieldViolation] = []
-    normalized = _parse_pair(pair, violations)
+    collector = ViolationCollector()
+    violations = collector.violations
+    normalized = request_fields.pair(pair, "pair", collector, required=True)
     if side is None:
         violations.append(FieldViolation("side", "must be TRADE_ACTION_BUY or TRADE_ACTION_SELL"))
     lot = parse_decimal("lot_size", lot_size, violations, required=True)
@@ -264,3 +254,28 @@ def update_paths(paths: Sequence[str]) -> tuple[str, ...]:
         )
     chosen = {_PATH_NAMES[path] for path in paths}
     return tuple(path for path in UPDATABLE_PATHS if path in chosen)
+
+
+def parse_levels(paths: Sequence[str], raw: dict[str, str]) -> dict[str, Decimal | None]:
+    """The new values of the levels an UpdatePosition changes (`update_paths` of its
+    mask), from their sent text `raw` (path → text; empty removes the level).
+    InvalidArgument naming every bad one as `position.<path>`."""
+    violations: list[FieldViolation] = []
+    levels = {
+        path: parse_decimal(f"position.{path}", raw[path], violations, required=False)
+        for path in paths
+    }
+    if violations:
+        raise InvalidArgument(violations)
+    return levels
+
+
+def parse_exit_price(raw: str) -> Decimal | None:
+    """A ClosePosition's exit price: None (close at market) when empty."""
+    violations: list[FieldViolation] = []
+    price = parse_decimal("exit_price", raw, violations, required=False)
+    if price is not None and price <= 0:
+        violations.append(FieldViolation("exit_price", "must be greater than 0"))
+    if violations:
+        raise InvalidArgument(violations)
+    return price

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
+from types import MappingProxyType
 
-import grpc
 import structlog
 
 from common.errors import DomainError
@@ -43,8 +43,8 @@ from position_svc.pnl import (
     usd_pair_for,
     usd_rate,
 )
+from position_svc.ports import Prices
 from position_svc.positions import EventType, Position, PositionEvent
-from position_svc.price_source import PriceSource
 from position_svc.repository import Close, PositionRepository, Snapshot
 
 log = structlog.get_logger(__name__)
@@ -57,7 +57,7 @@ class Watcher:
         self,
         repository: PositionRepository,
         feed: EventFeed,
-        prices: PriceSource,
+        prices: Prices,
         sweep_seconds: float,
         clock: Callable[[], datetime] = utcnow,
         snapshot_retention: timedelta = timedelta(days=7),
@@ -69,8 +69,23 @@ class Watcher:
         self._clock = clock
         self._snapshot_retention = snapshot_retention
         self._open: dict[str, dict[str, Position]] = defaultdict(dict)
-        self.latest: dict[str, Decimal] = {}
+        self._latest: dict[str, Decimal] = {}
         feed.add_listener(self.on_event)
+
+    # --- prices ---------------------------------------------------------------------
+
+    def latest_price(self, pair: str) -> Decimal | None:
+        """The latest price of `pair` this watcher knows, or None."""
+        return self._latest.get(pair)
+
+    def latest_prices(self) -> Mapping[str, Decimal]:
+        """Every latest price known (a read-only view)."""
+        return MappingProxyType(self._latest)
+
+    def price_seen(self, pair: str, price: Decimal) -> None:
+        """A price learnt elsewhere (an open at market): used until the price stream
+        brings one for the pair, never over one it brought."""
+        self._latest.setdefault(pair, price)
 
     # --- the index ------------------------------------------------------------------
 
@@ -105,7 +120,7 @@ class Watcher:
     async def on_tick(self, tick: Tick) -> list[PositionEvent]:
         """Close every open position of the tick's pair whose level the tick reached;
         the events of the closes this call made."""
-        self.latest[tick.pair] = tick.price
+        self._latest[tick.pair] = tick.price
         watched = self._open.get(tick.pair)
         if not watched:
             return []
@@ -115,7 +130,7 @@ class Watcher:
             hit = level_hit(position.side, position.stop_loss, position.take_profit, tick)
             if hit is not None:
                 reason, exit_price = hit
-                rate = usd_rate(position.pair, exit_price, self.latest)
+                rate = usd_rate(position.pair, exit_price, self._latest)
                 closes.append(Close(position, settle(position, reason, exit_price, now, rate)))
         if not closes:
             return []
@@ -141,7 +156,7 @@ class Watcher:
                 wanted.add(conversion)
         for pair in sorted(wanted):
             try:
-                self.latest[pair] = await self._prices.current(pair, "pair")
+                self._latest[pair] = await self._prices.current(pair, "pair")
             except DomainError as error:
                 log.warning("no current price for the sweep", pair=pair, error=error.message)
 
@@ -153,13 +168,13 @@ class Watcher:
             await self._refresh_prices()
         events: list[PositionEvent] = []
         for pair in list(self._open):
-            price = self.latest.get(pair)
+            price = self._latest.get(pair)
             if price is not None:
                 events += await self.on_tick(Tick(pair, price, price, price, self._clock()))
         now = self._clock()
         snapshots = []
         for pair, positions in self._open.items():
-            price = self.latest.get(pair)
+            price = self._latest.get(pair)
             if price is None:
                 continue
             for position in positions.values():
@@ -196,11 +211,12 @@ class Watcher:
                     failures = 0
                     await self.on_tick(tick)
                 log.warning("price stream ended; reconnecting")
-            except grpc.aio.AioRpcError as error:
+            except DomainError as error:
                 log.warning(
                     "price stream failed; reconnecting",
-                    code=error.code().name,
-                    target=self._prices.target,
+                    reason=error.reason,
+                    error=error.message,
+                    source=self._prices.source_name,
                 )
             except Exception:  # a database hiccup must not stop the watching
                 log.exception("evaluating prices failed; reconnecting")

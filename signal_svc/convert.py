@@ -1,5 +1,5 @@
-"""Signal ⇄ proto, and Signal ⇄ JSON (for Redis: the GetSignal cache and cross-replica
-fan-out), shared by the signal RPCs and the streams.
+"""Signal ⇄ proto, shared by the signal RPCs and the streams (the plain and JSON forms
+are in `signal_codec.py`).
 
 Signal ids travel as decimal strings ("42"): opaque to clients, which only compare them
 for equality and pass one back as `resume_after_id`; `parse_signal_id` reads one back.
@@ -7,18 +7,16 @@ for equality and pass one back as `resume_after_id`; `parse_signal_id` reads one
 
 from __future__ import annotations
 
-import json
 import math
 from collections import OrderedDict
-from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aifx.common.v1 import market_pb2
 from aifx.signal.v1 import signal_pb2
-from common.market import Timeframe
-from common.proto_convert import TIMEFRAME_FROM_PROTO, TIMEFRAME_TO_PROTO, timestamp
-from common.time import as_utc
+from common.proto_convert import TIMEFRAME_TO_PROTO, timestamp
 from signal_svc.signals import INDICATOR_NAMES, Action, Signal, Source, Strength
+
+ResponseT = TypeVar("ResponseT")
 
 ACTION_TO_PROTO = {
     Action.BUY: market_pb2.TRADE_ACTION_BUY,
@@ -38,20 +36,6 @@ SOURCE_TO_PROTO = {
     Source.MODEL: signal_pb2.SIGNAL_SOURCE_MODEL,
     Source.TECHNICAL_FALLBACK: signal_pb2.SIGNAL_SOURCE_TECHNICAL_FALLBACK,
 }
-
-__all__ = [
-    "ACTION_FROM_PROTO",
-    "ACTION_TO_PROTO",
-    "SOURCE_TO_PROTO",
-    "STRENGTH_TO_PROTO",
-    "TIMEFRAME_FROM_PROTO",
-    "TIMEFRAME_TO_PROTO",
-    "parse_signal_id",
-    "signal_from_json",
-    "signal_id_text",
-    "signal_message",
-    "signal_to_json",
-]
 
 
 def signal_id_text(signal_id: int) -> str:
@@ -112,8 +96,8 @@ def signal_message(signal: Signal) -> signal_pb2.Signal:
     return message
 
 
-# Response messages kept per servicer, so a live signal going to N subscribers (or read
-# by GetSignal until the next one) is converted to proto once, not N times.
+# Response messages kept, so a live signal going to N subscribers (or read by GetSignal
+# until the next one) is converted to proto once, not N times.
 MESSAGE_CACHE = 512
 
 
@@ -128,7 +112,7 @@ class ResponseCache:
         self._size = size
         self._entries: OrderedDict[tuple[int, type], tuple[Signal, Any]] = OrderedDict()
 
-    def response(self, signal: Signal, response_type: type) -> Any:
+    def response(self, signal: Signal, response_type: type[ResponseT]) -> ResponseT:
         key = (id(signal), response_type)
         entry = self._entries.get(key)
         if entry is not None and entry[0] is signal:
@@ -138,76 +122,3 @@ class ResponseCache:
         if len(self._entries) > self._size:
             self._entries.popitem(last=False)
         return response
-
-
-def responses_of(servicer: object) -> ResponseCache:
-    """The ResponseCache of a servicer instance, made on first use (the RPC mixins have
-    no constructor of their own)."""
-    cache = servicer.__dict__.get("_signal_responses")
-    if cache is None:
-        cache = servicer.__dict__["_signal_responses"] = ResponseCache()
-    return cache
-
-
-def signal_to_dict(signal: Signal) -> dict[str, object]:
-    return {
-        "id": signal.id,
-        "pair": signal.pair,
-        "timeframe": signal.timeframe.value,
-        "candle_time": as_utc(signal.candle_time).isoformat(),
-        "action": signal.action.value,
-        "confidence": signal.confidence,
-        "strength": signal.strength.value,
-        "entry_price": signal.entry_price,
-        "stop_loss": signal.stop_loss,
-        "take_profit": signal.take_profit,
-        "risk_reward_ratio": signal.risk_reward_ratio,
-        "probabilities": signal.probabilities,
-        "indicators": {k: _finite(v) for k, v in signal.indicators.items()},
-        "source": signal.source.value,
-        "model_name": signal.model_name,
-        "model_version": signal.model_version,
-        "created_at": as_utc(signal.created_at).isoformat(),
-    }
-
-
-def signal_from_dict(data: dict[str, object]) -> Signal:
-    def optional_float(key: str) -> float | None:
-        value = data.get(key)
-        return None if value is None else float(value)  # type: ignore[arg-type]
-
-    probabilities = data.get("probabilities")
-    indicators = data.get("indicators") or {}
-    return Signal(
-        id=int(data.get("id") or 0),  # type: ignore[call-overload]
-        pair=str(data["pair"]),
-        timeframe=Timeframe(str(data["timeframe"])),
-        candle_time=as_utc(datetime.fromisoformat(str(data["candle_time"]))),
-        action=Action(str(data["action"])),
-        confidence=float(data["confidence"]),  # type: ignore[arg-type]
-        strength=Strength(str(data["strength"])),
-        entry_price=float(data["entry_price"]),  # type: ignore[arg-type]
-        stop_loss=optional_float("stop_loss"),
-        take_profit=optional_float("take_profit"),
-        risk_reward_ratio=optional_float("risk_reward_ratio"),
-        probabilities=(
-            None if probabilities is None else {str(k): float(v) for k, v in probabilities.items()}  # type: ignore[attr-defined]
-        ),
-        indicators={
-            str(k): (None if v is None else float(v))
-            for k, v in indicators.items()  # type: ignore[attr-defined]
-        },
-        source=Source(str(data["source"])),
-        model_name=str(data.get("model_name", "")),
-        model_version=str(data.get("model_version", "")),
-        created_at=as_utc(datetime.fromisoformat(str(data["created_at"]))),
-    )
-
-
-def signal_to_json(signal: Signal) -> str:
-    """Compact JSON of the whole signal (id included); `signal_from_json` reverses it."""
-    return json.dumps(signal_to_dict(signal), separators=(",", ":"), allow_nan=False)
-
-
-def signal_from_json(text: str | bytes) -> Signal:
-    return signal_from_dict(json.loads(text))

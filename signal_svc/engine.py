@@ -31,21 +31,20 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
 
 import structlog
 
 from common.candles import TIMEFRAME_SECONDS, Candles
-from common.settings import Settings
+from common.settings import StrategySettings
 from common.time import utcnow
 from signal_svc import technical
-from signal_svc.inference_client import (
-    InferenceError,
+from signal_svc.ports import (
+    CandleClosed,
     InferenceUnavailable,
     ModelPrediction,
     Outcome,
+    Predictions,
 )
-from signal_svc.ports import CandleClosed
 from signal_svc.signals import Action, Signal, Source, strength_of
 
 log = structlog.get_logger(__name__)
@@ -54,12 +53,6 @@ log = structlog.get_logger(__name__)
 # model's GetModelInfo.min_candles (260 for lstm v1) and the indicators' warm-up. What
 # the market feed should hand over in CandleClosed.candles / MarketData.history.
 HISTORY_BARS = 300
-
-
-class Predictions(Protocol):
-    """What the engine needs of the inference client (InferenceClient implements it)."""
-
-    async def predict(self, series: Sequence[Candles]) -> list[Outcome]: ...
 
 
 @dataclass(frozen=True)
@@ -107,44 +100,67 @@ def combine(
     return action, probabilities.get(model_action, 0.0), why
 
 
+@dataclass(frozen=True)
+class EvaluationFailed:
+    """An event the engine could not turn into a signal, and why."""
+
+    event: CandleClosed
+    error: Exception
+
+
+Evaluation = Signal | EvaluationFailed
+
+
 class SignalEngine:
     def __init__(
         self,
-        settings: Settings,
+        strategy: StrategySettings,
         inference: Predictions | None,
         *,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         """`inference` None means technical rules only (every signal is a fallback)."""
-        self._settings = settings
+        self._strategy = strategy
         self._inference = inference
         self._clock = clock
-        self._thresholds = tuple(settings.strength_thresholds)
-        if len(self._thresholds) != 3:
-            raise ValueError("strength_thresholds needs three values")
+        low, middle, high = strategy.strength_thresholds
+        self._thresholds = (low, middle, high)
 
     async def evaluate(self, event: CandleClosed) -> Signal:
-        (signal,) = await self.evaluate_many([event])
-        return signal
+        """The signal of one event; raises what kept it from having one."""
+        (result,) = await self.evaluate_many([event])
+        if isinstance(result, EvaluationFailed):
+            raise result.error
+        return result
 
-    async def evaluate_many(self, events: Sequence[CandleClosed]) -> list[Signal]:
-        """A signal per event, with one inference call for all of them (series that
-        closed together are predicted in one PredictBatch)."""
-        for event in events:
+    async def evaluate_many(self, events: Sequence[CandleClosed]) -> list[Evaluation]:
+        """An evaluation per event, in order: its signal, or why it has none (one bad
+        series never costs the others their signal). Series that closed together are
+        predicted with one inference call (one PredictBatch)."""
+        results: list[Evaluation | None] = [None] * len(events)
+        ready = []
+        for index, event in enumerate(events):
             if len(event.candles) == 0:
-                raise ValueError(f"{event.pair} {event.timeframe.value}: no candles")
-        series = [event.candles.tail(HISTORY_BARS) for event in events]
+                error = ValueError(f"{event.pair} {event.timeframe.value}: no candles")
+                results[index] = EvaluationFailed(event, error)
+            else:
+                ready.append(index)
+        series = [events[index].candles.tail(HISTORY_BARS) for index in ready]
+        outcomes = await self._predict(series)
+        for index, candles, outcome in zip(ready, series, outcomes, strict=True):
+            try:
+                results[index] = self._signal(events[index], candles, outcome)
+            except Exception as error:
+                results[index] = EvaluationFailed(events[index], error)
+        return [result for result in results if result is not None]
+
+    async def _predict(self, series: list[Candles]) -> list[Outcome]:
         if self._inference is None:
-            outcomes: list[Outcome] = [InferenceUnavailable("no inference service")] * len(events)
-        else:
-            outcomes = await self._inference.predict(series)
-        return [
-            self._signal(event, candles, outcome)
-            for event, candles, outcome in zip(events, series, outcomes, strict=True)
-        ]
+            return [InferenceUnavailable("no inference service")] * len(series)
+        return await self._inference.predict(series)
 
     def _signal(self, event: CandleClosed, candles: Candles, outcome: Outcome) -> Signal:
-        settings = self._settings
+        strategy = self._strategy
         snap, view = technical.analyse(candles)
         entry = float(candles.close[-1])
         probabilities: dict[str, float] | None
@@ -155,13 +171,13 @@ class SignalEngine:
             model_name, model_version = outcome.model_name, outcome.model_version
         else:
             action = view.action
-            confidence = min(view.confidence, settings.fallback_max_confidence)
+            confidence = min(view.confidence, strategy.fallback_max_confidence)
             why = f"fallback: {type(outcome).__name__}: {outcome}"
             source = Source.TECHNICAL_FALLBACK
             probabilities = None
             model_name, model_version = technical.RULES_NAME, technical.RULES_VERSION
         trade = levels(
-            action, entry, snap.get("atr_14"), settings.stop_loss_atr, settings.take_profit_atr
+            action, entry, snap.get("atr_14"), strategy.stop_loss_atr, strategy.take_profit_atr
         )
         if trade is None:
             why += "; no ATR to size the trade, holding"
@@ -175,7 +191,7 @@ class SignalEngine:
             candle_time=candle_close_time(candles),
             action=action,
             confidence=confidence,
-            strength=strength_of(confidence, self._thresholds),  # type: ignore[arg-type]
+            strength=strength_of(confidence, self._thresholds),
             entry_price=entry,
             stop_loss=trade.stop_loss,
             take_profit=trade.take_profit,
@@ -199,15 +215,3 @@ class SignalEngine:
             why=why,
         )
         return signal
-
-
-__all__ = [
-    "HISTORY_BARS",
-    "InferenceError",
-    "Levels",
-    "Predictions",
-    "SignalEngine",
-    "candle_close_time",
-    "combine",
-    "levels",
-]

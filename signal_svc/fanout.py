@@ -5,7 +5,7 @@ One `Broadcaster` per process. The producer (the scheduler, through the relay in
 every subscriber whose filter matches. Nothing is queried per subscriber, and publishing
 never waits: it is one filter check and one non-blocking append per subscriber.
 
-Each subscriber has its own bounded buffer (`settings.subscriber_buffer` signals), which
+Each subscriber has its own bounded buffer (`settings.streams.subscriber_buffer` signals), which
 its stream drains at its own pace, so a slow subscriber never holds up the others or
 the producer.
 

@@ -1,17 +1,21 @@
-"""The seams between signal_svc's parts, so market data, the engine and scheduler, and
-the streams can be built and tested apart:
+"""The seams between signal_svc's parts, so market data, the engine and scheduler, the
+model and the streams can be built and tested apart:
 
     market feed ──CandleClosed──▶ scheduler ──Signal──▶ SignalRepository (store, exactly once)
-                                                   └──▶ SignalPublisher ──▶ subscribers
+                                     │  ▲                └──▶ SignalPublisher ──▶ subscribers
+                       candles ──────▼  │ Outcome (ModelPrediction or InferenceError)
+                                  Predictions (the inference service)
 
 Implementations: market data in `signal_svc/market/`, the scheduler and engine in
-`scheduler.py`/`engine.py`, the repository in `repository.py`, the fan-out in
-`fanout.py`.
+`scheduler.py`/`engine.py`, predictions in `inference_client.py` (the only module here
+that speaks gRPC to the inference service), the repository in `repository.py`, the
+fan-out in `fanout.py`. Everything in this module is plain Python: the domain depends
+on these types, never on gRPC or generated code.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -78,6 +82,40 @@ class SignalFilter:
 class SignalReader(Protocol):
     async def signals_after(self, after_id: int, wanted: SignalFilter, limit: int) -> list[Signal]:
         """Stored signals with id > after_id matching `wanted`, oldest first."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelPrediction:
+    """The model's calibrated view of one series' next move."""
+
+    probabilities: dict[str, float]  # "buy", "hold", "sell"; they sum to 1
+    action: Action
+    confidence: float
+    model_name: str
+    model_version: str
+
+
+class InferenceError(Exception):
+    """Why a series got no prediction."""
+
+
+class InferenceUnavailable(InferenceError):
+    """The inference service failed (down, slow, erroring) or its breaker is open."""
+
+
+class SeriesNotCovered(InferenceError):
+    """The served model does not predict this series (the service refused it)."""
+
+
+Outcome = ModelPrediction | InferenceError
+
+
+class Predictions(Protocol):
+    """The model, as the engine sees it."""
+
+    async def predict(self, series: Sequence[Candles]) -> list[Outcome]:
+        """One outcome per series, in order; never raises for a dependency problem."""
         ...
 
 

@@ -7,7 +7,7 @@
   relay that only fed its own subscribers from its Redis echo would silently drop their
   signals whenever its subscription connection blipped);
 - with Redis configured, publishes it on the channel `<redis_prefix>signals` as JSON
-  (the whole signal, see `signal_svc.convert.signal_to_dict`, plus the publishing
+  (the whole signal, see `signal_svc.signal_codec`, plus the publishing
   replica's origin tag). Every replica listens on that channel and feeds what other
   replicas published into its own Broadcaster; its own echo is skipped (already
   delivered). So a subscriber connected to replica B receives what replica A produced.
@@ -41,9 +41,9 @@ import structlog
 from common.kv import Cooldown, fail_fast_options, redis_errors
 from common.settings import Settings
 from common.shutdown import stop_tasks
-from signal_svc.convert import signal_from_dict, signal_to_dict
 from signal_svc.fanout import Broadcaster
 from signal_svc.ports import SignalFilter, SignalReader
+from signal_svc.signal_codec import signal_from_json_fields, signal_to_json_fields
 from signal_svc.signals import Signal
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ HEALTH_CHECK_SECONDS = 5
 
 def encode(signal: Signal, origin: str) -> str:
     return json.dumps(
-        {"origin": origin, "signal": signal_to_dict(signal)},
+        {"origin": origin, "signal": signal_to_json_fields(signal)},
         separators=(",", ":"),
         allow_nan=False,
     )
@@ -75,7 +75,7 @@ def encode(signal: Signal, origin: str) -> str:
 
 def decode(payload: str | bytes) -> tuple[str, Signal]:
     data = json.loads(payload)
-    return str(data.get("origin", "")), signal_from_dict(data["signal"])
+    return str(data.get("origin", "")), signal_from_json_fields(data["signal"])
 
 
 class RelayPublisher:
@@ -114,7 +114,9 @@ class RelayPublisher:
     def from_settings(
         cls, broadcaster: Broadcaster, settings: Settings, reader: SignalReader | None = None
     ) -> RelayPublisher:
-        return cls(broadcaster, settings.redis_url, settings.redis_prefix, reader=reader)
+        return cls(
+            broadcaster, settings.storage.redis_url, settings.storage.redis_prefix, reader=reader
+        )
 
     @property
     def uses_redis(self) -> bool:

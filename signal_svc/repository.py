@@ -17,6 +17,7 @@ paging through a different result.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, select
@@ -30,59 +31,25 @@ from common.pagination import effective_page_size, fingerprint
 from common.time import as_utc
 from signal_svc.models import SignalRow
 from signal_svc.ports import SignalFilter
-from signal_svc.signals import Action, Signal, Source, Strength
+from signal_svc.signal_codec import signal_fields, signal_from_fields
+from signal_svc.signals import Signal
 
 # Key of the advisory lock that orders signal commits on PostgreSQL ("AIFXSIGN").
 _ORDER_LOCK_KEY = 0x4149_4658_5349_474E
 
 
-def _to_row_values(signal: Signal) -> dict[str, Any]:
-    return {
-        "pair": signal.pair,
-        "timeframe": signal.timeframe.value,
-        "candle_time": as_utc(signal.candle_time),
-        "action": signal.action.value,
-        "confidence": signal.confidence,
-        "strength": signal.strength.value,
-        "entry_price": signal.entry_price,
-        "stop_loss": signal.stop_loss,
-        "take_profit": signal.take_profit,
-        "risk_reward_ratio": signal.risk_reward_ratio,
-        "probabilities": signal.probabilities,
-        "indicators": dict(signal.indicators),
-        "source": signal.source.value,
-        "model_name": signal.model_name,
-        "model_version": signal.model_version,
-        "created_at": as_utc(signal.created_at),
-    }
+def _row_values(signal: Signal) -> dict[str, Any]:
+    """The columns of a new row: every field but the id the database assigns."""
+    values = signal_fields(signal)
+    del values["id"]
+    return values
 
 
 def _from_row(row: SignalRow) -> Signal:
-    return Signal(
-        id=int(row.id),
-        pair=row.pair,
-        timeframe=Timeframe(row.timeframe),
-        candle_time=as_utc(row.candle_time),
-        action=Action(row.action),
-        confidence=row.confidence,
-        strength=Strength(row.strength),
-        entry_price=row.entry_price,
-        stop_loss=row.stop_loss,
-        take_profit=row.take_profit,
-        risk_reward_ratio=row.risk_reward_ratio,
-        probabilities=(
-            None
-            if row.probabilities is None
-            else {k: float(v) for k, v in row.probabilities.items()}
-        ),
-        indicators={
-            k: (None if v is None else float(v)) for k, v in (row.indicators or {}).items()
-        },
-        source=Source(row.source),
-        model_name=row.model_name,
-        model_version=row.model_version,
-        created_at=as_utc(row.created_at),
-    )
+    return signal_from_fields({column: getattr(row, column) for column in _COLUMNS})
+
+
+_COLUMNS = tuple(column.key for column in SignalRow.__table__.columns)
 
 
 def _filtered(query: Select[Any], wanted: SignalFilter) -> Select[Any]:
@@ -136,7 +103,7 @@ class SignalRepository:
     async def store(self, signal: Signal) -> Signal | None:
         """Store a signal; it with its id, or None when that candle's signal is already
         stored (by this or another scheduler)."""
-        values = _to_row_values(signal)
+        values = _row_values(signal)
         async with self._sessions() as session, session.begin():
             await commit_in_id_order(session, _ORDER_LOCK_KEY)
             statement = (
@@ -148,7 +115,7 @@ class SignalRepository:
             new_id = (await session.execute(statement)).scalar_one_or_none()
         if new_id is None:
             return None
-        return Signal(**{**signal.__dict__, "id": int(new_id)})
+        return dataclasses.replace(signal, id=int(new_id))
 
     async def latest(self, pair: str, timeframe: Timeframe) -> Signal | None:
         """The signal of the newest candle of (pair, timeframe), or None."""

@@ -1,6 +1,7 @@
 """The scheduler: a signal per configured (pair, timeframe) at each candle close.
 
     feed.closes() ──▶ queue ──▶ batch ──▶ engine.evaluate_many ──▶ repository.store
+                                          (a signal or a failure per event)
                                    stored (not a duplicate)? ──▶ cache.put, publisher.publish
 
 - Closes that arrive together (several series closing on the same hour) are evaluated
@@ -25,9 +26,9 @@ from collections.abc import Iterable, Sequence
 import structlog
 
 from common.market import Timeframe, normalize_pair
-from common.settings import Settings
+from common.settings import MarketSettings
 from common.shutdown import stop_tasks
-from signal_svc.engine import HISTORY_BARS, SignalEngine, candle_close_time
+from signal_svc.engine import HISTORY_BARS, EvaluationFailed, SignalEngine, candle_close_time
 from signal_svc.ports import CandleClosed, MarketData, SignalPublisher
 from signal_svc.repository import SignalRepository
 from signal_svc.signal_cache import SignalCache
@@ -41,11 +42,11 @@ RESUBSCRIBE_MAX_SECONDS = 30.0
 _END = object()
 
 
-def configured_series(settings: Settings) -> list[tuple[str, Timeframe]]:
-    """Every (pair, timeframe) of settings.signal_pairs x settings.signal_timeframes,
+def configured_series(market: MarketSettings) -> list[tuple[str, Timeframe]]:
+    """Every (pair, timeframe) of market.signal_pairs x market.signal_timeframes,
     normalised; ValueError naming a bad entry."""
-    pairs = [normalize_pair(pair) for pair in settings.signal_pairs]
-    timeframes = [Timeframe(tf.strip().lower()) for tf in settings.signal_timeframes]
+    pairs = [normalize_pair(pair) for pair in market.signal_pairs]
+    timeframes = [Timeframe(tf.strip().lower()) for tf in market.signal_timeframes]
     return [(pair, timeframe) for pair in pairs for timeframe in timeframes]
 
 
@@ -139,37 +140,25 @@ class Scheduler:
         events = _dedupe([e for e in events if (e.pair, e.timeframe) in self._series])
         if not events:
             return []
-        signals = await self._evaluate(events)
         stored: list[Signal] = []
-        for signal in signals:
-            result = await self._store_and_publish(signal)
+        for evaluation in await self._engine.evaluate_many(events):
+            if isinstance(evaluation, EvaluationFailed):
+                self._failed(evaluation)
+                continue
+            result = await self._store_and_publish(evaluation)
             if result is not None:
                 stored.append(result)
         return stored
 
-    async def _evaluate(self, events: list[CandleClosed]) -> list[Signal]:
-        try:
-            return await self._engine.evaluate_many(events)
-        except Exception:
-            if len(events) == 1:
-                self._failed("evaluate", events[0])
-                return []
-        # One bad series must not cost the others their signal: one by one.
-        signals = []
-        for event in events:
-            try:
-                signals.append(await self._engine.evaluate(event))
-            except Exception:
-                self._failed("evaluate", event)
-        return signals
-
-    def _failed(self, step: str, event: CandleClosed) -> None:
+    def _failed(self, failure: EvaluationFailed) -> None:
         self.failures += 1
-        log.exception(
-            f"signal {step} failed",
+        event = failure.event
+        log.error(
+            "signal evaluation failed",
             pair=event.pair,
             timeframe=event.timeframe.value,
             candles=len(event.candles),
+            exc_info=failure.error,
         )
 
     async def _store_and_publish(self, signal: Signal) -> Signal | None:

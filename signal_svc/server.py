@@ -10,6 +10,7 @@ import grpc
 import structlog
 
 from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
+from common.callers import TokenGate
 from common.db import create_engine, session_factory
 from common.kv import create_store
 from common.remote_jwks import RemoteJwks
@@ -18,15 +19,19 @@ from common.server import ServiceSpec, run_service
 from common.service_credentials import load_service_token
 from common.settings import Settings
 from common.shutdown import stop_tasks
+from signal_svc.convert import ResponseCache
 from signal_svc.engine import SignalEngine
 from signal_svc.fanout import Broadcaster
 from signal_svc.inference_client import InferenceClient
 from signal_svc.market import build_market
+from signal_svc.market_rpcs import MarketRpcs
 from signal_svc.redis_relay import RelayPublisher
 from signal_svc.repository import SignalRepository
 from signal_svc.scheduler import Scheduler, configured_series
-from signal_svc.service import SignalInternalService, SignalParts, SignalService
+from signal_svc.service import SignalInternalService, SignalService
 from signal_svc.signal_cache import SignalCache
+from signal_svc.signal_rpcs import SignalRpcs
+from signal_svc.stream_rpcs import StreamRpcs
 
 log = structlog.get_logger(__name__)
 
@@ -42,38 +47,50 @@ def build(settings: Settings) -> ServiceSpec:
     database = create_engine(settings)
     sessions = session_factory(database)
     store = create_store(settings)
-    revocation_store = create_store(settings, settings.effective_revocation_prefix)
+    revocation_store = create_store(settings, settings.storage.effective_revocation_prefix)
     service_token = load_service_token(settings)
     repository = SignalRepository(sessions)
     signal_cache = SignalCache.from_settings(settings, store, repository)
     market = build_market(settings, sessions)
-    broadcaster = Broadcaster(settings.subscriber_buffer)
+    broadcaster = Broadcaster(settings.streams.subscriber_buffer)
     publisher = RelayPublisher.from_settings(broadcaster, settings, reader=repository)
-    inference = InferenceClient.from_settings(settings, service_token)
+    inference = InferenceClient(
+        settings.network.effective_inference_target,
+        service_token,
+        settings.strategy.inference_timeout_seconds,
+    )
     scheduler = Scheduler(
         market.feed,
-        SignalEngine(settings, inference),
+        SignalEngine(settings.strategy, inference),
         repository,
         publisher,
-        configured_series(settings),
+        configured_series(settings.market),
         cache=signal_cache,
     )
     jwks = RemoteJwks(
-        settings.effective_auth_target,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
+        settings.network.effective_auth_target,
+        issuer=settings.tokens.jwt_issuer,
+        audience=settings.tokens.jwt_audience,
         is_revoked=RevocationList(revocation_store).is_revoked,
     )
-    parts = SignalParts(
-        settings, market, repository, signal_cache, broadcaster, jwks, service_token
+    gate = TokenGate(jwks, service_token, settings.network.trusted_proxies)
+    responses = ResponseCache()
+    market_rpcs = MarketRpcs(market)
+    streams = StreamRpcs(
+        broadcaster,
+        repository,
+        responses,
+        heartbeat_seconds=settings.streams.stream_heartbeat_seconds,
     )
+    public = SignalService(
+        gate, market_rpcs, SignalRpcs(repository, signal_cache, responses), streams
+    )
+    internal = SignalInternalService(gate, market_rpcs, streams)
     tasks: list[asyncio.Task[None]] = []
 
     def register(server: grpc.aio.Server) -> None:
-        signal_pb2_grpc.add_SignalServiceServicer_to_server(SignalService(parts), server)
-        signal_pb2_grpc.add_SignalInternalServiceServicer_to_server(
-            SignalInternalService(parts), server
-        )
+        signal_pb2_grpc.add_SignalServiceServicer_to_server(public, server)
+        signal_pb2_grpc.add_SignalInternalServiceServicer_to_server(internal, server)
         tasks.append(asyncio.create_task(market.run(), name="market"))
         tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
         tasks.append(asyncio.create_task(publisher.start(), name="relay-start"))
@@ -113,7 +130,9 @@ def build(settings: Settings) -> ServiceSpec:
 
 
 def main() -> None:
-    run_service("signal_svc", build, lambda s: (s.signal_port, s.signal_metrics_port))
+    run_service(
+        "signal_svc", build, lambda s: (s.network.signal_port, s.network.signal_metrics_port)
+    )
 
 
 if __name__ == "__main__":

@@ -1,71 +1,104 @@
-"""The gRPC servicers of signal_svc, composed from the RPC mixins of each part (market
-data, signal history, streams). Each mixin translates proto ⇄ domain for its RPCs; this
-module only supplies what they share: who the caller is, and the parts they read."""
+"""The gRPC servicers of signal_svc. Each RPC admits its caller through the Gate (the one
+place that decides who may call what), then delegates to the handler of its part —
+market data (`MarketRpcs`), signal history (`SignalRpcs`), streams (`StreamRpcs`) — which
+translates proto ⇄ domain.
+
+SignalService admits a user's access token (header, or ?access_token= through Envoy for
+Server-Sent Events) or the service credential; SignalInternalService the service
+credential only.
+
+Streaming RPCs write their responses (`context.write`) and return None, which the
+generated base classes (typed as returning iterators) do not foresee: hence the
+`type: ignore[override]` on them (see stream_rpcs for why they write).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TypeAlias
 
 import grpc
 
-from aifx.signal.v1 import signal_pb2_grpc
-from common.callers import Caller, authenticate
-from common.grpc_metadata import require_service_token
-from common.remote_jwks import RemoteJwks
-from common.settings import Settings
-from signal_svc.fanout import Broadcaster
-from signal_svc.market import Market
-from signal_svc.market_rpcs import MarketInternalRpcs, MarketRpcs
-from signal_svc.repository import SignalRepository
-from signal_svc.signal_cache import SignalCache
+from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
+from common.callers import Gate
+from signal_svc.market_rpcs import MarketRpcs
 from signal_svc.signal_rpcs import SignalRpcs
-from signal_svc.stream_rpcs import StreamInternalRpcs, StreamRpcs
+from signal_svc.stream_rpcs import StreamRpcs
+
+Context: TypeAlias = grpc.aio.ServicerContext
 
 
-@dataclass
-class SignalParts:
-    """What the servicers read; built by server.py."""
+class SignalService(signal_pb2_grpc.SignalServiceServicer):
+    def __init__(
+        self, gate: Gate, market: MarketRpcs, signals: SignalRpcs, streams: StreamRpcs
+    ) -> None:
+        self._gate = gate
+        self._market = market
+        self._signals = signals
+        self._streams = streams
 
-    settings: Settings
-    market: Market
-    signals: SignalRepository
-    signal_cache: SignalCache
-    broadcaster: Broadcaster
-    jwks: RemoteJwks
-    service_token: str
+    async def GetSignal(  # noqa: N802 (gRPC method names)
+        self, request: signal_pb2.GetSignalRequest, context: Context
+    ) -> signal_pb2.GetSignalResponse:
+        await self._gate.user_or_service(context)
+        return await self._signals.get_signal(request)
+
+    async def ListSignals(  # noqa: N802
+        self, request: signal_pb2.ListSignalsRequest, context: Context
+    ) -> signal_pb2.ListSignalsResponse:
+        await self._gate.user_or_service(context)
+        return await self._signals.list_signals(request)
+
+    async def SubscribeSignals(  # type: ignore[override]  # noqa: N802
+        self, request: signal_pb2.SubscribeSignalsRequest, context: Context
+    ) -> None:
+        await self._gate.user_or_service(context)
+        await self._streams.subscribe_signals(request, context)
+
+    async def GetCandles(  # noqa: N802
+        self, request: signal_pb2.GetCandlesRequest, context: Context
+    ) -> signal_pb2.GetCandlesResponse:
+        await self._gate.user_or_service(context)
+        return await self._market.get_candles(request)
+
+    async def GetPrice(  # noqa: N802
+        self, request: signal_pb2.GetPriceRequest, context: Context
+    ) -> signal_pb2.GetPriceResponse:
+        await self._gate.user_or_service(context)
+        return await self._market.get_price(request)
+
+    async def StreamPrices(  # type: ignore[override]  # noqa: N802
+        self, request: signal_pb2.StreamPricesRequest, context: Context
+    ) -> None:
+        await self._gate.user_or_service(context)
+        await self._market.stream_prices(request, context)
+
+    async def ListPairs(  # noqa: N802
+        self, request: signal_pb2.ListPairsRequest, context: Context
+    ) -> signal_pb2.ListPairsResponse:
+        await self._gate.user_or_service(context)
+        return await self._market.list_pairs(request)
 
 
-class _Parts:
-    """Exposes the parts under the attribute names the mixins read."""
+class SignalInternalService(signal_pb2_grpc.SignalInternalServiceServicer):
+    def __init__(self, gate: Gate, market: MarketRpcs, streams: StreamRpcs) -> None:
+        self._gate = gate
+        self._market = market
+        self._streams = streams
 
-    def __init__(self, parts: SignalParts) -> None:
-        self.settings = parts.settings
-        self.market = parts.market
-        self.signals = parts.signals
-        self.signal_reader = parts.signals
-        self.signal_cache = parts.signal_cache
-        self.broadcaster = parts.broadcaster
-        self._jwks = parts.jwks
-        self._service_token = parts.service_token
+    async def GetPriceInternal(  # noqa: N802
+        self, request: signal_pb2.GetPriceInternalRequest, context: Context
+    ) -> signal_pb2.GetPriceInternalResponse:
+        self._gate.service(context)
+        return await self._market.get_price_internal(request)
 
+    async def StreamPricesInternal(  # type: ignore[override]  # noqa: N802
+        self, request: signal_pb2.StreamPricesInternalRequest, context: Context
+    ) -> None:
+        self._gate.service(context)
+        await self._market.stream_prices_internal(request, context)
 
-class SignalService(
-    _Parts, MarketRpcs, SignalRpcs, StreamRpcs, signal_pb2_grpc.SignalServiceServicer
-):
-    """Public: a user's access token (header, or ?access_token= through Envoy for
-    Server-Sent Events) or the service credential."""
-
-    async def authenticate(self, context: grpc.aio.ServicerContext) -> Caller:
-        return await authenticate(
-            context, self._jwks, self._service_token, self.settings.trusted_proxies
-        )
-
-
-class SignalInternalService(
-    _Parts, MarketInternalRpcs, StreamInternalRpcs, signal_pb2_grpc.SignalInternalServiceServicer
-):
-    """Service-to-service only: the service credential."""
-
-    async def authenticate(self, context: grpc.aio.ServicerContext) -> Caller:
-        require_service_token(context, self._service_token)
-        return Caller(user_id=None)
+    async def StreamAllSignals(  # type: ignore[override]  # noqa: N802
+        self, request: signal_pb2.StreamAllSignalsRequest, context: Context
+    ) -> None:
+        self._gate.service(context)
+        await self._streams.stream_all_signals(request, context)

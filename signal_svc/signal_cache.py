@@ -9,7 +9,7 @@ signal's candle_time + timeframe when that is still ahead (live data); for repla
 history, whose candle times are historical, it is the signal's creation time plus the
 timeframe divided by the replay speed.
 
-In front of the store sits a short in-process memo (settings.signal_memo_seconds,
+In front of the store sits a short in-process memo (settings.streams.signal_memo_seconds,
 0.5 s by default): GetSignal is read far more often than a series closes, and a Redis
 round trip per call was most of its latency under load. The memo is always current for
 this process's own signals: `put` replaces the series' memo at once (before the store
@@ -37,8 +37,8 @@ from common.kv import KeyValueStore
 from common.market import Timeframe
 from common.settings import Settings
 from common.time import as_utc, utcnow
-from signal_svc.convert import signal_from_json, signal_to_json
 from signal_svc.repository import SignalRepository
+from signal_svc.signal_codec import signal_from_json, signal_to_json
 from signal_svc.signals import Signal
 
 log = structlog.get_logger(__name__)
@@ -46,12 +46,12 @@ log = structlog.get_logger(__name__)
 # Shortest life of an entry, so a signal stored just before its next close still
 # absorbs the burst of reads it triggers.
 MIN_TTL_SECONDS = 0.5
-# Default life of the in-process memo (settings.signal_memo_seconds).
+# Default life of the in-process memo (settings.streams.signal_memo_seconds).
 MEMO_SECONDS = 0.5
 
 
 def cache_key(pair: str, timeframe: Timeframe) -> str:
-    """Key under the store's prefix (settings.redis_prefix), e.g.
+    """Key under the store's prefix (settings.storage.redis_prefix), e.g.
     `aifx:signal:latest:EUR/USD:1h`."""
     return f"signal:latest:{pair}:{timeframe.value}"
 
@@ -87,8 +87,12 @@ class SignalCache:
     def from_settings(
         cls, settings: Settings, store: KeyValueStore, repository: SignalRepository
     ) -> SignalCache:
-        speed = settings.replay_speed if settings.market_data_mode == "replay" else 1.0
-        return cls(store, repository, replay_speed=speed, memo_seconds=settings.signal_memo_seconds)
+        speed = (
+            settings.market.replay_speed if settings.market.market_data_mode == "replay" else 1.0
+        )
+        return cls(
+            store, repository, replay_speed=speed, memo_seconds=settings.streams.signal_memo_seconds
+        )
 
     def ttl_seconds(self, signal: Signal) -> float:
         """Seconds until the series' next candle is expected to close (see module doc)."""

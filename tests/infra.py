@@ -120,7 +120,7 @@ def make_settings(var_dir: Path, **overrides: object) -> Settings:
         "login_failure_limit_per_address": "1000/minute",
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings.load(None, **values)
 
 
 @dataclass
@@ -187,9 +187,11 @@ def start_envoy(settings: Settings, workdir: Path) -> EnvoyProcess:
     log_path = workdir / "envoy.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(command(config), stdout=log, stderr=subprocess.STDOUT)
-    envoy = EnvoyProcess(process, settings.envoy_port, settings.envoy_admin_port, log_path)
+    envoy = EnvoyProcess(
+        process, settings.network.envoy_port, settings.network.envoy_admin_port, log_path
+    )
     try:
-        wait_http(f"http://127.0.0.1:{settings.envoy_admin_port}/ready")
+        wait_http(f"http://127.0.0.1:{settings.network.envoy_admin_port}/ready")
     except TimeoutError:
         stop_envoy(envoy)
         raise RuntimeError("envoy did not start:\n" + envoy.log()) from None

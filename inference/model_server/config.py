@@ -214,16 +214,16 @@ def argument_parser(settings: Settings) -> argparse.ArgumentParser:
         ),
     )
     add = parser.add_argument
-    add("--port", type=int, default=settings.model_server_port, help="gRPC port")
-    add("--host", default=settings.bind_host, help="address to bind (AIFX extension)")
+    add("--port", type=int, default=settings.network.model_server_port, help="gRPC port")
+    add("--host", default=settings.general.bind_host, help="address to bind (AIFX extension)")
     add(
         "--metrics_port",
         type=int,
-        default=settings.model_server_metrics_port,
+        default=settings.network.model_server_metrics_port,
         help="Prometheus scrape port, 0 disables (AIFX extension)",
     )
-    add("--model_name", default=settings.model_name)
-    add("--model_base_path", type=Path, default=settings.model_base_path)
+    add("--model_name", default=settings.model.model_name)
+    add("--model_base_path", type=Path, default=settings.model.model_base_path)
     add(
         "--model_config_file",
         type=Path,
@@ -252,7 +252,7 @@ def argument_parser(settings: Settings) -> argparse.ArgumentParser:
         type=_bool,
         nargs="?",
         const=True,
-        default=settings.model_server_enable_batching,
+        default=settings.model.model_server_enable_batching,
     )
     add("--batching_parameters_file", type=Path)
     add("--max_batch_size", type=int, help="rows per merged run (AIFX extension)")
@@ -290,9 +290,9 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> ServerConfig:
 
     batching = BatchingConfig(
         enabled=args.enable_batching,
-        max_batch_size=pick("max_batch_size", settings.model_server_max_batch_size),
+        max_batch_size=pick("max_batch_size", settings.model.model_server_max_batch_size),
         batch_timeout_micros=pick(
-            "batch_timeout_micros", settings.model_server_batch_timeout_micros
+            "batch_timeout_micros", settings.model.model_server_batch_timeout_micros
         ),
         num_batch_threads=pick("num_batch_threads", DEFAULT_NUM_BATCH_THREADS),
     )

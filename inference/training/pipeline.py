@@ -144,12 +144,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="block length (samples) of the bootstrap behind the model-vs-baseline intervals",
     )
     evaluation.add_argument(
-        "--model-name", default=settings.model_name, help="model name in the metadata"
+        "--model-name", default=settings.model.model_name, help="model name in the metadata"
     )
     evaluation.add_argument(
         "--model-base-path",
         type=Path,
-        default=settings.model_base_path,
+        default=settings.model.model_base_path,
         help="folder of the model's versions (TF Serving's --model_base_path)",
     )
     args = parser.parse_args(argv)

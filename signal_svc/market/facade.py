@@ -24,7 +24,7 @@ from common.market_data import MarketDataError
 from common.settings import Settings
 from common.shutdown import run_together
 from signal_svc.market.candle_store import CandleRecorder, CandleStore, StoredCandles
-from signal_svc.market.live import DEFAULT_POLL_SECONDS, LiveFeed
+from signal_svc.market.live import LiveFeed
 from signal_svc.market.prices import PriceHub
 from signal_svc.market.replay import ReplayFeed
 from signal_svc.market.series import OfflineHistory, bundled_history, csv_history
@@ -289,12 +289,14 @@ def _tick_of(bars: Candles, source: str) -> PriceTick:
 
 
 def offline_history(settings: Settings) -> OfflineHistory:
-    """The user's CSV (settings.market_data_csv) when set, else the bundled history."""
-    if settings.market_data_csv:
+    """The user's CSV (settings.market.market_data_csv) when set, else the bundled history."""
+    if settings.market.market_data_csv:
         default_pair = (
-            normalize_pair(settings.signal_pairs[0]) if settings.signal_pairs else "EUR/USD"
+            normalize_pair(settings.market.signal_pairs[0])
+            if settings.market.signal_pairs
+            else "EUR/USD"
         )
-        return csv_history(settings.market_data_csv, default_pair)
+        return csv_history(settings.market.market_data_csv, default_pair)
     return bundled_history()
 
 
@@ -307,20 +309,19 @@ def build_market(
 ) -> Market:
     """The market of `settings`:
 
-    - replay mode (default): the CSV of settings.market_data_csv, or the bundled history,
-      replayed at settings.replay_speed from 300 bars in; only those pairs are offered;
-    - live mode: Yahoo Finance for settings.signal_pairs (every timeframe on demand;
-      settings.signal_timeframes polled every `market_data_poll_seconds`, a setting
-      when present, else 60 s).
+    - replay mode (default): the CSV of settings.market.market_data_csv, or the bundled history,
+      replayed at settings.market.replay_speed from 300 bars in; only those pairs are offered;
+    - live mode: Yahoo Finance for settings.market.signal_pairs (every timeframe on demand;
+      settings.market.signal_timeframes polled every `market_data_poll_seconds`).
 
-    Candles are cached under settings.redis_prefix in Redis when settings.redis_url is
-    set, in process otherwise. Raises MarketDataError for an unusable CSV file.
+    Candles are cached in Redis (under settings.storage.redis_prefix) when Redis is
+    configured, in process otherwise. Raises MarketDataError for an unusable CSV file.
     """
-    pairs = [normalize_pair(p) for p in settings.signal_pairs]
-    timeframes = [Timeframe(tf) for tf in settings.signal_timeframes]
+    pairs = [normalize_pair(p) for p in settings.market.signal_pairs]
+    timeframes = [Timeframe(tf) for tf in settings.market.signal_timeframes]
     offline: OfflineHistory | None
     if feed is None:
-        if settings.market_data_mode == "live":
+        if settings.market.market_data_mode == "live":
             try:
                 offline = offline_history(settings)
             except MarketDataError as exc:
@@ -329,13 +330,13 @@ def build_market(
             feed = LiveFeed(
                 {pair: list(Timeframe) for pair in pairs},
                 [(pair, tf) for pair in pairs for tf in timeframes],
-                poll_seconds=float(
-                    getattr(settings, "market_data_poll_seconds", DEFAULT_POLL_SECONDS)
-                ),
+                poll_seconds=settings.market.market_data_poll_seconds,
             )
         else:
             offline = offline_history(settings)
-            feed = ReplayFeed(offline.series, speed=settings.replay_speed, source=offline.source)
+            feed = ReplayFeed(
+                offline.series, speed=settings.market.replay_speed, source=offline.source
+            )
     else:
         offline = (
             OfflineHistory(feed.all_series(), feed.source) if isinstance(feed, ReplayFeed) else None
@@ -344,10 +345,10 @@ def build_market(
     return Market(
         feed=feed,
         store=CandleStore(sessions, cache if cache is not None else create_store(settings)),
-        prices=PriceHub(settings.subscriber_buffer),
+        prices=PriceHub(settings.streams.subscriber_buffer),
         offline=offline,
         mode=mode,
         signal_pairs=pairs,
         signal_timeframes=timeframes,
-        heartbeat_seconds=settings.stream_heartbeat_seconds,
+        heartbeat_seconds=settings.streams.stream_heartbeat_seconds,
     )

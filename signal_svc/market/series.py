@@ -7,12 +7,12 @@ long-lived signal service, does not import pandas), and an aggregated bar that w
 close after the last real bar of the series it is built from is dropped: it would be an
 unfinished bar presented as closed.
 
-CSV files (settings.market_data_csv: one file, or a directory of `*.csv` files) follow the
+CSV files (settings.market.market_data_csv: one file, or a directory of `*.csv` files) follow the
 format of `common.market_data.csv_file`. A file's name says which series it holds,
 e.g. `EURUSD_1h.csv`, `gbp-usd.4h.csv`, `USDJPY 1d.csv`:
 
 - the pair is the first `AAA[/-_ ]BBB` in the name that is a supported pair; a name
-  without one means the first of settings.signal_pairs;
+  without one means the first of settings.market.signal_pairs;
 - the timeframe is a `15m`, `1h`, `4h` or `1d` token in the name; a name without one
   means the most common spacing of the file's bars (the file is then validated for that
   timeframe).

@@ -104,8 +104,8 @@ async def running_envoy(settings: Settings, workdir: Path) -> AsyncIterator[Envo
 
 def envoy_settings(settings: Settings, auth_port: int) -> Settings:
     """`settings` with free ports for Envoy and its auth_svc upstream at `auth_port`."""
-    return settings.model_copy(
-        update={
+    return settings.replace(
+        **{
             "envoy_port": free_port(),
             "envoy_admin_port": free_port(),
             "auth_port": auth_port,

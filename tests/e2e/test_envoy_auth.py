@@ -106,8 +106,8 @@ def assert_token_pair(tokens: dict[str, Any], settings_ttl: int) -> None:
 def sign(private_key: Ed25519PrivateKey, kid: str, edge: EdgeStack, **claims: Any) -> str:
     now = int(time.time())
     payload = {
-        "iss": edge.settings.jwt_issuer,
-        "aud": edge.settings.jwt_audience,
+        "iss": edge.settings.tokens.jwt_issuer,
+        "aud": edge.settings.tokens.jwt_audience,
         "sub": str(uuid.uuid4()),
         "iat": now,
         "exp": now + 600,
@@ -138,11 +138,11 @@ async def test_register_returns_the_user_and_a_token_pair(edge: EdgeStack, http)
     assert user["username"] == account["username"]
     created = datetime.fromisoformat(user["createTime"].replace("Z", "+00:00"))
     assert abs((created - before).total_seconds()) < 60
-    assert_token_pair(body["tokens"], edge.settings.access_token_ttl_seconds)
+    assert_token_pair(body["tokens"], edge.settings.tokens.access_token_ttl_seconds)
     claims = jwt.decode(body["tokens"]["accessToken"], options={"verify_signature": False})
     assert claims["sub"] == user["id"]
-    assert claims["iss"] == edge.settings.jwt_issuer
-    assert claims["aud"] == edge.settings.jwt_audience
+    assert claims["iss"] == edge.settings.tokens.jwt_issuer
+    assert claims["aud"] == edge.settings.tokens.jwt_audience
 
 
 async def test_register_validation_error_names_every_bad_field(http):
@@ -216,7 +216,7 @@ async def test_login_by_email_or_username_regardless_of_case(edge: EdgeStack, ht
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["user"] == registered["user"]
-    assert_token_pair(body["tokens"], edge.settings.access_token_ttl_seconds)
+    assert_token_pair(body["tokens"], edge.settings.tokens.access_token_ttl_seconds)
     assert body["tokens"]["refreshToken"] != registered["tokens"]["refreshToken"]
     me = await http.get("/api/v1/auth/me", headers=bearer(body["tokens"]["accessToken"]))
     assert me.status_code == 200, me.text
@@ -255,7 +255,7 @@ async def test_login_missing_fields_is_400(http):
 
 async def test_login_rate_limit_is_429_with_retry_info(edge: EdgeStack, http):
     account, _ = await register(http)
-    limit = int(edge.settings.login_failure_limit_per_identifier.split("/")[0])
+    limit = int(edge.settings.logins.login_failure_limit_per_identifier.split("/")[0])
     for _ in range(limit):
         error(
             await http.post(
@@ -346,7 +346,7 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(edge: EdgeStack, htt
     assert response.status_code == 200, response.text
     assert set(response.json()) == {"tokens"}
     rotated = response.json()["tokens"]
-    assert_token_pair(rotated, edge.settings.access_token_ttl_seconds)
+    assert_token_pair(rotated, edge.settings.tokens.access_token_ttl_seconds)
     assert rotated["refreshToken"] != first
     assert rotated["accessToken"] != registered["tokens"]["accessToken"]
     me = await http.get("/api/v1/auth/me", headers=bearer(rotated["accessToken"]))

@@ -158,7 +158,7 @@ async def test_register_then_login_return_tokens(auth: AuthStack):
     assert body["user"]["id"] == registered["user"]["id"]
     assert body["tokens"]["access_token"].count(".") == 2
     assert body["tokens"]["refresh_token"] != registered["tokens"]["refresh_token"]
-    assert body["tokens"]["expires_in"] == str(auth.settings.access_token_ttl_seconds)
+    assert body["tokens"]["expires_in"] == str(auth.settings.tokens.access_token_ttl_seconds)
 
 
 async def test_a_bad_login_is_unauthenticated(auth: AuthStack):

@@ -167,7 +167,7 @@ async def test_failed_logins_are_rate_limited_per_identifier(auth):
 async def test_failed_logins_are_rate_limited_per_client_address(auth, tmp_path):
     """A tighter per-address limit on a second server over the same storage; the
     address comes from X-Forwarded-For because the peer (loopback) is a trusted proxy."""
-    settings = auth.settings.model_copy(update={"login_failure_limit_per_address": "3/minute"})
+    settings = auth.settings.replace(**{"login_failure_limit_per_address": "3/minute"})
     address = f"203.0.113.{uuid.uuid4().int % 250}"
     async with auth_stack(settings) as tight:
         for attempt in range(4):
@@ -280,7 +280,7 @@ async def test_get_me_refuses_missing_malformed_forged_and_expired_tokens(auth):
     claims = jwt.decode(tokens.access_token, options={"verify_signature": False})
     header = jwt.get_unverified_header(tokens.access_token)
     forged = jwt.encode(claims, Ed25519PrivateKey.generate(), algorithm="EdDSA", headers=header)
-    key_path = auth.settings.var_dir / "keys" / "jwt-ed25519.pem"
+    key_path = auth.settings.general.var_dir / "keys" / "jwt-ed25519.pem"
     real_key = load_pem_private_key(key_path.read_bytes(), None)
     expired = jwt.encode(
         {**claims, "iat": claims["iat"] - 7200, "exp": claims["iat"] - 3600},
@@ -433,7 +433,7 @@ async def test_logout_reaches_other_replicas_through_redis_only(auth):
             metadata=bearer(tokens.access_token),
         )
         me = stub(replica).GetMe(auth_pb2.GetMeRequest(), metadata=bearer(tokens.access_token))
-        if auth.settings.redis_url:
+        if auth.settings.storage.redis_url:
             error = await rpc_error(me)
             assert detail(error, error_details_pb2.ErrorInfo).reason == "TOKEN_REVOKED"
         else:

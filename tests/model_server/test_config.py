@@ -24,13 +24,16 @@ def settings(tmp_path):
 def test_defaults_come_from_settings(settings):
     config = parse_args([], settings)
     [model] = config.models
-    assert (model.name, model.base_path) == (settings.model_name, settings.model_base_path)
+    assert (model.name, model.base_path) == (
+        settings.model.model_name,
+        settings.model.model_base_path,
+    )
     assert model.policy == VersionPolicy("latest", 1)
     assert model.labels == {}
-    assert config.port == settings.model_server_port
+    assert config.port == settings.network.model_server_port
     assert config.poll_seconds == DEFAULT_POLL_SECONDS == 1.0
-    assert config.batching.enabled is settings.model_server_enable_batching is False
-    assert config.batching.max_batch_size == settings.model_server_max_batch_size
+    assert config.batching.enabled is settings.model.model_server_enable_batching is False
+    assert config.batching.max_batch_size == settings.model.model_server_max_batch_size
 
 
 def test_tensorflow_model_server_style_flags(settings, tmp_path):

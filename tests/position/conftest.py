@@ -131,7 +131,7 @@ class PositionEnv:
     def settings_for(self, prices: PriceStandIn | None = None, **overrides: Any) -> Settings:
         """Settings of another server on the same database (and stand-in by default)."""
         target = (prices or self.prices).address
-        return self.settings.model_copy(update={"signal_target": target, **overrides})
+        return self.settings.replace(**{"signal_target": target, **overrides})
 
     async def user(self) -> User:
         tag = uuid.uuid4().hex[:12]
@@ -230,8 +230,8 @@ async def position_env(
 ) -> AsyncIterator[PositionEnv]:
     async with price_standin(bars, SERVICE_TOKEN) as prices:
         prices.set(START_BAR)
-        settings = backend_settings.model_copy(
-            update={
+        settings = backend_settings.replace(
+            **{
                 "auth_target": auth.address,
                 "signal_target": prices.address,
                 "service_token": SecretStr(SERVICE_TOKEN),

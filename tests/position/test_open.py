@@ -184,7 +184,7 @@ async def test_open_at_market_on_a_pair_without_market_data(env: PositionEnv) ->
 
 async def test_open_without_the_price_service(env: PositionEnv, tmp_path) -> None:
     """signal_svc down: at market is UNAVAILABLE; a given entry still opens."""
-    settings = env.settings.model_copy(update={"signal_target": f"127.0.0.1:{free_port()}"})
+    settings = env.settings.replace(**{"signal_target": f"127.0.0.1:{free_port()}"})
     user = await env.user()
     async with serve_positions(settings) as lonely:
         error = await fails(

@@ -121,7 +121,7 @@ async def position_edge(
     from signal_svc.server import build as build_signal
 
     own_databases: list[str] = []
-    if auth.settings.database_url:
+    if auth.settings.storage.database_url:
         urls = []
         for _ in range(2):
             name, url = await asyncio.to_thread(run_sync, create_postgres_database())
@@ -134,23 +134,23 @@ async def position_edge(
         position_url = f"sqlite+aiosqlite:///{directory}/position.db"
     # A Redis prefix of its own: this signal_svc lives for the whole session, and on
     # the signal_e2e prefix its relay would deliver its signals to that stack's streams.
-    settings = signal_settings(auth, inference, signal_url).model_copy(
-        update={
+    settings = signal_settings(auth, inference, signal_url).replace(
+        **{
             "replay_speed": REPLAY_SPEED,
-            "redis_prefix": f"{auth.settings.redis_prefix}position-e2e-signal:",
+            "redis_prefix": f"{auth.settings.storage.redis_prefix}position-e2e-signal:",
         }
     )
-    signal_redis_prefix = settings.redis_prefix
+    signal_redis_prefix = settings.storage.redis_prefix
     signal: RunningServer | None = None
     position: RunningServer | None = None
     channels: list[grpc.aio.Channel] = []
     try:
         await asyncio.to_thread(upgrade, "signal_svc", settings)
         signal = await start_server(build_signal(settings), "127.0.0.1", 0)
-        settings = settings.model_copy(
-            update={
+        settings = settings.replace(
+            **{
                 "database_url": position_url,
-                "redis_prefix": f"{auth.settings.redis_prefix}position-e2e:",
+                "redis_prefix": f"{auth.settings.storage.redis_prefix}position-e2e:",
                 "signal_target": f"127.0.0.1:{signal.port}",
                 "signal_port": signal.port,
                 "position_metrics_port": 0,
@@ -162,8 +162,8 @@ async def position_edge(
             grpc.aio.insecure_channel(f"127.0.0.1:{signal.port}"),
             grpc.aio.insecure_channel(f"127.0.0.1:{position.port}"),
         ]
-        edge_settings = envoy_settings(settings, auth.server.port).model_copy(
-            update={"signal_port": signal.port, "position_port": position.port}
+        edge_settings = envoy_settings(settings, auth.server.port).replace(
+            **{"signal_port": signal.port, "position_port": position.port}
         )
         async with running_envoy(edge_settings, tmp_path_factory.mktemp("envoy")) as envoy:
             await wait_for_jwks(envoy)
@@ -176,7 +176,7 @@ async def position_edge(
                 envoy=envoy,
                 settings=settings,
                 access_token=token,
-                service_token=settings.service_token.get_secret_value(),
+                service_token=settings.tokens.service_token.get_secret_value(),
                 signal_channel=channels[0],
                 position_channel=channels[1],
             )
@@ -187,9 +187,9 @@ async def position_edge(
             await position.stop(grace=0.5)
         if signal is not None:
             await stop_or_explain(signal)
-        if auth.settings.redis_url:  # only after the stop: a writer would recreate keys
+        if auth.settings.storage.redis_url:  # only after the stop: a writer would recreate keys
             await delete_redis_prefix(signal_redis_prefix)
-            await delete_redis_prefix(settings.redis_prefix)
+            await delete_redis_prefix(settings.storage.redis_prefix)
         for name in own_databases:
             await asyncio.to_thread(run_sync, drop_postgres_database(name))
 

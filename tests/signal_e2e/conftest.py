@@ -106,11 +106,11 @@ def signal_settings(
     heartbeats. The service credential is the one the inference service was started
     with, so model predictions (not the fallback) are served."""
     service_token = dict(inference_stack.credential)[SERVICE_TOKEN_HEADER]
-    return auth.settings.model_copy(
-        update={
+    return auth.settings.replace(
+        **{
             "database_url": database_url,
-            "redis_prefix": f"{auth.settings.redis_prefix}signal-e2e:",
-            "revocation_redis_prefix": auth.settings.effective_revocation_prefix,
+            "redis_prefix": f"{auth.settings.storage.redis_prefix}signal-e2e:",
+            "revocation_redis_prefix": auth.settings.storage.effective_revocation_prefix,
             "auth_target": auth.address,
             "inference_target": f"127.0.0.1:{inference_stack.server.port}",
             "replay_speed": REPLAY_SPEED,
@@ -218,7 +218,7 @@ async def signal_edge(
     from signal_svc.server import build
 
     own_database = ""
-    if auth.settings.database_url:
+    if auth.settings.storage.database_url:
         own_database, database_url = await asyncio.to_thread(run_sync, create_postgres_database())
     else:
         database_url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('signal-db')}/signal.db"
@@ -227,8 +227,8 @@ async def signal_edge(
     running = await start_server(build(settings), "127.0.0.1", 0)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
     try:
-        edge_settings = envoy_settings(settings, auth.server.port).model_copy(
-            update={"signal_port": running.port}
+        edge_settings = envoy_settings(settings, auth.server.port).replace(
+            **{"signal_port": running.port}
         )
         async with running_envoy(edge_settings, tmp_path_factory.mktemp("envoy")) as envoy:
             await wait_for_jwks(envoy)
@@ -240,7 +240,7 @@ async def signal_edge(
                 envoy=envoy,
                 settings=settings,
                 access_token=token,
-                service_token=settings.service_token.get_secret_value(),
+                service_token=settings.tokens.service_token.get_secret_value(),
                 channel=channel,
             )
     finally:
@@ -250,8 +250,8 @@ async def signal_edge(
         finally:
             # Only after the stop: a writer still running would recreate keys after the
             # cleanup (the session's prefix cleanup runs later still, and would do too).
-            if settings.redis_url:
-                await delete_redis_prefix(settings.redis_prefix)
+            if settings.storage.redis_url:
+                await delete_redis_prefix(settings.storage.redis_prefix)
             if own_database:
                 await asyncio.to_thread(run_sync, drop_postgres_database(own_database))
 

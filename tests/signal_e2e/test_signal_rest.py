@@ -356,8 +356,8 @@ PROTECTED = [
 def forge(private_key: Ed25519PrivateKey, kid: str, settings, **claims) -> str:
     now = int(time.time())
     payload = {
-        "iss": settings.jwt_issuer,
-        "aud": settings.jwt_audience,
+        "iss": settings.tokens.jwt_issuer,
+        "aud": settings.tokens.jwt_audience,
         "sub": str(uuid.uuid4()),
         "iat": now,
         "exp": now + 600,
@@ -415,7 +415,7 @@ async def test_a_revoked_token_is_refused_by_signal_svc(
     """Envoy passes a validly signed token; signal_svc checks revocation itself. The
     revocation list is shared through Redis; without Redis it is per process
     (common/revocation.py), so only the postgres+redis backend can show it."""
-    if not signal_edge.settings.redis_url:
+    if not signal_edge.settings.storage.redis_url:
         pytest.skip("embedded backend: revocations are per process (no Redis)")
     response = await http.post(
         "/api/v1/auth/register",

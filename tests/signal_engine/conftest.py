@@ -116,5 +116,5 @@ async def kv_store(signal_settings: Settings) -> AsyncIterator[KeyValueStore]:
     store = create_store(signal_settings)
     yield store
     await store.close()
-    if signal_settings.redis_url:
-        await delete_redis_prefix(signal_settings.redis_prefix)
+    if signal_settings.storage.redis_url:
+        await delete_redis_prefix(signal_settings.storage.redis_prefix)

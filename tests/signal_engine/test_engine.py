@@ -142,7 +142,9 @@ async def test_inference_down_gives_fallback_signals_with_capped_confidence(
             signal = await engine.evaluate(event)
             assert signal.source is Source.TECHNICAL_FALLBACK
             assert signal.action is view.action
-            assert signal.confidence == min(view.confidence, settings.fallback_max_confidence)
+            assert signal.confidence == min(
+                view.confidence, settings.strategy.fallback_max_confidence
+            )
             assert signal.confidence <= 0.6
             assert signal.probabilities is None
             assert (signal.model_name, signal.model_version) == ("technical", "1")

@@ -192,7 +192,9 @@ async def test_two_schedulers_on_one_database_store_and_publish_each_candle_once
                 SignalRepository(session_factory(db)),
                 publisher,
                 configured_series(
-                    make_settings(signal_db.settings.var_dir, signal_timeframes=["1h", "4h"])
+                    make_settings(
+                        signal_db.settings.general.var_dir, signal_timeframes=["1h", "4h"]
+                    )
                 ),
             )
         )

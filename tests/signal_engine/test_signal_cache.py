@@ -14,9 +14,9 @@ import redis.asyncio as aioredis
 
 from common.kv import KeyValueStore, MemoryStore, RedisStore, fail_fast_options
 from common.market import Timeframe
-from signal_svc.convert import signal_to_json
 from signal_svc.engine import SignalEngine
 from signal_svc.signal_cache import SignalCache, cache_key
+from signal_svc.signal_codec import signal_to_json
 from signal_svc.signals import Signal
 from tests.infra import free_port, make_settings
 from tests.signal_engine.helpers import closed

@@ -50,14 +50,14 @@ async def sessions(signal_db):
 def cache_prefix(signal_db) -> str:
     """A Redis key prefix of this test's own (inside the session's, cleaned up with it)."""
     settings, _ = signal_db
-    return f"{settings.redis_prefix}{uuid.uuid4().hex[:8]}:"
+    return f"{settings.storage.redis_prefix}{uuid.uuid4().hex[:8]}:"
 
 
 @pytest.fixture
 async def cache(signal_db, cache_prefix):
     """The backend's cache (Redis or in process) under the test's own key prefix."""
     settings, _ = signal_db
-    own = settings.model_copy(update={"redis_prefix": cache_prefix})
+    own = settings.replace(**{"redis_prefix": cache_prefix})
     store = create_store(own)
     yield store
     await store.close()

@@ -84,8 +84,8 @@ async def test_reads_come_from_the_cache_until_the_next_write(
     hours = bundled.series[(EURUSD, H1)]
     await store.upsert(hours.slice(0, 200), "replay")
 
-    if settings.redis_url:  # really in Redis, as JSON, under the configured prefix
-        client = aioredis.Redis.from_url(settings.redis_url)
+    if settings.storage.redis_url:  # really in Redis, as JSON, under the configured prefix
+        client = aioredis.Redis.from_url(settings.storage.redis_url)
         keys = [k async for k in client.scan_iter(match=f"{cache_prefix}*")]
         cached = json.loads(await client.get(keys[0]))
         await client.aclose()

@@ -114,7 +114,7 @@ async def stack(db, bundled):
     """A market frozen 300 bars into the bundled history, with storage backfilled."""
     settings, sessions = db
     clock = SteppedClock()
-    feed = ReplayFeed(bundled.series, speed=settings.replay_speed, monotonic=clock)
+    feed = ReplayFeed(bundled.series, speed=settings.market.replay_speed, monotonic=clock)
     market = build_market(settings, sessions, feed=feed, cache=MemoryStore())
     await market.backfill()
     async with serving(market) as channel:
@@ -299,7 +299,7 @@ async def test_list_pairs_offers_only_pairs_with_real_data(stack, bundled):
     assert info.pip_size == 0.0001
     assert (info.online, info.offline) == (False, True)
     assert list(info.sources) == [signal_pb2.MARKET_DATA_SOURCE_REPLAY]
-    assert list(info.timeframes) == [market_pb2.TIMEFRAME_H1]  # settings.signal_timeframes
+    assert list(info.timeframes) == [market_pb2.TIMEFRAME_H1]  # settings.market.signal_timeframes
     assert info.offline_start_time.seconds == hours.times[0]
     assert info.offline_end_time.seconds == hours.times[-1]
     assert reply.next_page_token == ""

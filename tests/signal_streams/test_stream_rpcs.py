@@ -85,7 +85,7 @@ class Stack:
 @contextlib.asynccontextmanager
 async def serving(tmp_path: Path, **overrides: object) -> AsyncIterator[Stack]:
     settings = make_settings(tmp_path, **{"stream_heartbeat_seconds": 5.0, **overrides})
-    broadcaster = Broadcaster(settings.subscriber_buffer)
+    broadcaster = Broadcaster(settings.streams.subscriber_buffer)
     reader = MemoryReader()
     public = ComposedService(broadcaster, reader, settings)
     internal = ComposedInternal(broadcaster, reader, settings)

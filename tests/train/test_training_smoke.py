@@ -47,11 +47,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Settings, s
             pytest.fail(message + " (CI is set: the training smoke run must run)")
         pytest.skip(message)
     root = tmp_path_factory.mktemp("train")
-    settings = Settings(var_dir=root / "var", database_url=f"sqlite+aiosqlite:///{root}/aifx.db")
+    settings = Settings.load(
+        var_dir=root / "var", database_url=f"sqlite+aiosqlite:///{root}/aifx.db"
+    )
     env = {
         **os.environ,
-        "AIFX_VAR_DIR": str(settings.var_dir),
-        "AIFX_DATABASE_URL": settings.database_url,
+        "AIFX_VAR_DIR": str(settings.general.var_dir),
+        "AIFX_DATABASE_URL": settings.storage.database_url,
     }
     started = time.monotonic()
     result = subprocess.run(
@@ -154,13 +156,13 @@ def test_run_is_recorded_as_succeeded(trained):
 def test_a_failed_run_is_recorded_and_leaves_no_version(tmp_path):
     """Too little data for the purge-gapped split: the run fails before TensorFlow is
     needed (so this runs in the runtime environment), says why, and is recorded."""
-    settings = Settings(
+    settings = Settings.load(
         var_dir=tmp_path / "var", database_url=f"sqlite+aiosqlite:///{tmp_path}/aifx.db"
     )
     env = {
         **os.environ,
-        "AIFX_VAR_DIR": str(settings.var_dir),
-        "AIFX_DATABASE_URL": settings.database_url,
+        "AIFX_VAR_DIR": str(settings.general.var_dir),
+        "AIFX_DATABASE_URL": settings.storage.database_url,
     }
     result = subprocess.run(
         [

@@ -18,8 +18,8 @@ def test_comma_separated_lists_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("AIFX_CORS_ALLOWED_ORIGINS", "https://a.example, https://b.example")
     monkeypatch.setenv("AIFX_TRUSTED_PROXIES", "10.0.0.1")
     settings = make_settings(tmp_path)
-    assert settings.cors_allowed_origins == ["https://a.example", "https://b.example"]
-    assert settings.trusted_proxies == ["10.0.0.1"]
+    assert settings.edge.cors_allowed_origins == ["https://a.example", "https://b.example"]
+    assert settings.network.trusted_proxies == ["10.0.0.1"]
 
 
 def test_embedded_database_is_sqlite_in_var_dir(tmp_path):
