@@ -20,24 +20,24 @@ from limits.errors import StorageError
 
 from common.errors import RateLimited
 from common.kv import REDIS_ERRORS, Cooldown, fail_fast_options
-from common.settings import Settings
+from common.settings import LoginSettings, StorageSettings
 
 T = TypeVar("T")
 
 
 class LoginLimiter:
-    def __init__(self, settings: Settings) -> None:
-        self._per_identifier = parse(settings.logins.login_failure_limit_per_identifier)
-        self._per_address = parse(settings.logins.login_failure_limit_per_address)
+    def __init__(self, logins: LoginSettings, storage: StorageSettings) -> None:
+        self._per_identifier = parse(logins.login_failure_limit_per_identifier)
+        self._per_address = parse(logins.login_failure_limit_per_address)
         self._memory = MovingWindowRateLimiter(MemoryStorage())
         self._storage: Storage | None = None
         self._shared: MovingWindowRateLimiter | None = None
         self._cooldown = Cooldown()
-        if settings.storage.redis_url:
+        if storage.redis_url:
             self._storage = RedisStorage(
-                "async+" + settings.storage.redis_url,
+                "async+" + storage.redis_url,
                 implementation="redispy",
-                key_prefix=f"{settings.storage.redis_prefix}login",
+                key_prefix=f"{storage.redis_prefix}login",
                 wrap_exceptions=True,
                 **fail_fast_options(),
             )

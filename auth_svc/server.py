@@ -29,7 +29,7 @@ def build(settings: Settings) -> ServiceSpec:
     """auth_svc's servicers and the resources they hold, ready to serve."""
     engine = create_engine(settings)
     signing_key = load_signing_key(settings)
-    store = create_store(settings, settings.storage.effective_revocation_prefix)
+    store = create_store(settings.storage, settings.storage.effective_revocation_prefix)
     revocations = RevocationList(store)
     hasher = PasswordHasher(settings.logins.bcrypt_rounds, settings.logins.password_hash_workers)
     accounts = Accounts(
@@ -48,7 +48,7 @@ def build(settings: Settings) -> ServiceSpec:
             audience=settings.tokens.jwt_audience,
             is_revoked=revocations.is_revoked,
         ),
-        limiter=LoginLimiter(settings),
+        limiter=LoginLimiter(settings.logins, settings.storage),
         revocations=revocations,
     )
     service_token = load_service_token(settings)

@@ -53,7 +53,7 @@ from getme_load import (
 )
 from proc_stats import cpu_seconds, machine_busy_seconds, memory_mb
 
-from common.settings import Settings
+from common.settings import MarketSettings
 from tests.infra import free_port, stop_process
 
 SIGNAL_PATH = "/api/v1/trading/signal/EURUSD?timeframe=TIMEFRAME_H1"
@@ -180,7 +180,7 @@ class Bench:
             self.stack,
             timeout=90.0,
         )
-        speed = self.args.replay_speed or Settings.model_fields["replay_speed"].default
+        speed = self.args.replay_speed or MarketSettings.model_fields["replay_speed"].default
         hour_bar_seconds = 3600 / speed
         if hour_bar_seconds > self.args.wait_live:
             print(f"an hour bar closes every {hour_bar_seconds:.0f} s: measuring between closes")

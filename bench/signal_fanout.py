@@ -120,7 +120,7 @@ async def serve(args: argparse.Namespace, bars: list[list[float]]) -> None:
     engine = create_engine(settings)
     repository = SignalRepository(session_factory(engine))
     broadcaster = Broadcaster(settings.streams.subscriber_buffer)
-    relay = RelayPublisher.from_settings(broadcaster, settings, reader=repository)
+    relay = RelayPublisher.from_settings(broadcaster, settings.storage, reader=repository)
     await relay.start()
     if relay.uses_redis and not await relay.wait_listening(5):
         raise SystemExit("Redis unreachable")

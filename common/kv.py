@@ -12,11 +12,12 @@ Redis is configured.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from common.settings import Settings
+from common.settings import StorageSettings
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -36,23 +37,27 @@ class KeyValueStore(Protocol):
 
 
 class MemoryStore:
-    """Process-local store; expired keys are dropped when read or when the store grows."""
+    """Process-local store; expired keys are dropped when read or when the store grows.
+    `monotonic` is its clock (tests step it instead of waiting)."""
 
-    def __init__(self, max_keys: int = 100_000) -> None:
+    def __init__(
+        self, max_keys: int = 100_000, *, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self._data: dict[str, tuple[str, float]] = {}
         self._max_keys = max_keys
+        self._monotonic = monotonic
 
     async def set(self, key: str, value: str, ttl_seconds: float) -> None:
         if len(self._data) >= self._max_keys:
             self._evict_expired()
-        self._data[key] = (value, time.monotonic() + ttl_seconds)
+        self._data[key] = (value, self._monotonic() + ttl_seconds)
 
     async def get(self, key: str) -> str | None:
         entry = self._data.get(key)
         if entry is None:
             return None
         value, expires = entry
-        if expires <= time.monotonic():
+        if expires <= self._monotonic():
             del self._data[key]
             return None
         return value
@@ -60,8 +65,12 @@ class MemoryStore:
     async def close(self) -> None:
         self._data.clear()
 
+    def __len__(self) -> int:
+        """Keys held, expired ones not yet dropped included."""
+        return len(self._data)
+
     def _evict_expired(self) -> None:
-        now = time.monotonic()
+        now = self._monotonic()
         for key in [k for k, (_, exp) in self._data.items() if exp <= now]:
             del self._data[key]
 
@@ -86,17 +95,20 @@ class Cooldown:
     """After a Redis failure, skip Redis for a while instead of paying its timeout on
     every call; try again when the cooldown has passed."""
 
-    def __init__(self, seconds: float = 5.0) -> None:
+    def __init__(
+        self, seconds: float = 5.0, *, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self._seconds = seconds
+        self._monotonic = monotonic
         self._until = 0.0
 
     @property
     def active(self) -> bool:
-        return time.monotonic() < self._until
+        return self._monotonic() < self._until
 
     def trip(self, op: str, error: BaseException) -> None:
         log.warning("redis unavailable, working in process", op=op, error=str(error))
-        self._until = time.monotonic() + self._seconds
+        self._until = self._monotonic() + self._seconds
 
 
 class RedisStore:
@@ -145,18 +157,18 @@ def fail_fast_options() -> dict[str, object]:
     }
 
 
-def redis_client(settings: Settings) -> aioredis.Redis | None:
+def redis_client(storage: StorageSettings) -> aioredis.Redis | None:
     """A fail-fast Redis client, or None when no Redis is configured."""
-    if not settings.storage.redis_url:
+    if not storage.redis_url:
         return None
     import redis.asyncio as aioredis
 
-    return aioredis.Redis.from_url(settings.storage.redis_url, **fail_fast_options())
+    return aioredis.Redis.from_url(storage.redis_url, **fail_fast_options())  # type: ignore[arg-type]
 
 
-def create_store(settings: Settings, prefix: str | None = None) -> KeyValueStore:
-    """Redis under `prefix` (default settings.storage.redis_prefix), or in process."""
-    client = redis_client(settings)
+def create_store(storage: StorageSettings, prefix: str | None = None) -> KeyValueStore:
+    """Redis under `prefix` (default storage.redis_prefix), or in process."""
+    client = redis_client(storage)
     if client is None:
         return MemoryStore()
-    return RedisStore(client, settings.storage.redis_prefix if prefix is None else prefix)
+    return RedisStore(client, storage.redis_prefix if prefix is None else prefix)

@@ -14,6 +14,15 @@ import structlog
 from common.settings import Settings
 
 
+def console_renderer(*, colors: bool) -> structlog.dev.ConsoleRenderer:
+    """Readable lines for a terminal, with plain tracebacks: `rich` (which a lint tool
+    installs next to us) would otherwise render each traceback as a framed panel,
+    taking longer than the failure it reports."""
+    return structlog.dev.ConsoleRenderer(
+        colors=colors, exception_formatter=structlog.dev.plain_traceback
+    )
+
+
 def configure_logging(settings: Settings, component: str) -> structlog.stdlib.BoundLogger:
     """Set up structlog and the stdlib root logger once per process; return the
     component's logger."""
@@ -25,7 +34,7 @@ def configure_logging(settings: Settings, component: str) -> structlog.stdlib.Bo
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if settings.general.log_format == "json"
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else console_renderer(colors=sys.stderr.isatty())
     )
     structlog.configure(
         # Drop below-level events first, before any timestamp or rendering work: the

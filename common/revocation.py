@@ -21,8 +21,9 @@ NOT_REVOKED_MEMORY_SECONDS = 1.0
 
 
 class RevocationList:
-    """Build it over `create_store(settings, settings.storage.effective_revocation_prefix)` so
-    every service reads the same keys auth_svc writes."""
+    """Build it over the store under `storage.effective_revocation_prefix`
+    (`create_store(storage, storage.effective_revocation_prefix)`), so every service
+    reads the same keys auth_svc writes."""
 
     def __init__(self, store: KeyValueStore) -> None:
         self._store = store

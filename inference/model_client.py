@@ -85,7 +85,8 @@ class ModelServerClient:
         versions = [v.version for v in reply.model_version_status if v.state == AVAILABLE]
         if not versions:
             raise Unavailable(
-                f"model server at {self._client.target} has no available version of {self._model_name}",
+                f"model server at {self._client.target} has no available version of "
+                f"{self._model_name}",
                 reason="MODEL_NOT_LOADED",
             )
         version = max(versions)

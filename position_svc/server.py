@@ -35,7 +35,7 @@ def build(settings: Settings) -> ServiceSpec:
     """position_svc's parts, ready to serve; call inside the running event loop."""
     database = create_engine(settings)
     repository = PositionRepository(session_factory(database))
-    revocation_store = create_store(settings, settings.storage.effective_revocation_prefix)
+    revocation_store = create_store(settings.storage, settings.storage.effective_revocation_prefix)
     service_token = load_service_token(settings)
     prices = PriceSource(settings.network.effective_signal_target, service_token)
     feed = EventFeed(

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from common.kv import Cooldown, fail_fast_options, redis_errors
-from common.settings import Settings
+from common.settings import StorageSettings
 from common.shutdown import stop_tasks
 from signal_svc.fanout import Broadcaster
 from signal_svc.ports import SignalFilter, SignalReader
@@ -112,11 +112,9 @@ class RelayPublisher:
 
     @classmethod
     def from_settings(
-        cls, broadcaster: Broadcaster, settings: Settings, reader: SignalReader | None = None
+        cls, broadcaster: Broadcaster, storage: StorageSettings, reader: SignalReader | None = None
     ) -> RelayPublisher:
-        return cls(
-            broadcaster, settings.storage.redis_url, settings.storage.redis_prefix, reader=reader
-        )
+        return cls(broadcaster, storage.redis_url, storage.redis_prefix, reader=reader)
 
     @property
     def uses_redis(self) -> bool:

@@ -46,14 +46,14 @@ def build(settings: Settings) -> ServiceSpec:
     background tasks start here)."""
     database = create_engine(settings)
     sessions = session_factory(database)
-    store = create_store(settings)
-    revocation_store = create_store(settings, settings.storage.effective_revocation_prefix)
+    store = create_store(settings.storage)
+    revocation_store = create_store(settings.storage, settings.storage.effective_revocation_prefix)
     service_token = load_service_token(settings)
     repository = SignalRepository(sessions)
-    signal_cache = SignalCache.from_settings(settings, store, repository)
+    signal_cache = SignalCache.from_settings(settings.market, settings.streams, store, repository)
     market = build_market(settings, sessions)
     broadcaster = Broadcaster(settings.streams.subscriber_buffer)
-    publisher = RelayPublisher.from_settings(broadcaster, settings, reader=repository)
+    publisher = RelayPublisher.from_settings(broadcaster, settings.storage, reader=repository)
     inference = InferenceClient(
         settings.network.effective_inference_target,
         service_token,

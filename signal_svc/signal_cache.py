@@ -35,7 +35,7 @@ import structlog
 from common.candles import TIMEFRAME_SECONDS
 from common.kv import KeyValueStore
 from common.market import Timeframe
-from common.settings import Settings
+from common.settings import MarketSettings, StreamSettings
 from common.time import as_utc, utcnow
 from signal_svc.repository import SignalRepository
 from signal_svc.signal_codec import signal_from_json, signal_to_json
@@ -85,14 +85,16 @@ class SignalCache:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, store: KeyValueStore, repository: SignalRepository
+        cls,
+        market: MarketSettings,
+        streams: StreamSettings,
+        store: KeyValueStore,
+        repository: SignalRepository,
     ) -> SignalCache:
-        speed = (
-            settings.market.replay_speed if settings.market.market_data_mode == "replay" else 1.0
-        )
-        return cls(
-            store, repository, replay_speed=speed, memo_seconds=settings.streams.signal_memo_seconds
-        )
+        """The cache of the configured market (replayed history's clock runs at
+        replay_speed; live data's at 1) and memo time."""
+        speed = market.replay_speed if market.market_data_mode == "replay" else 1.0
+        return cls(store, repository, replay_speed=speed, memo_seconds=streams.signal_memo_seconds)
 
     def ttl_seconds(self, signal: Signal) -> float:
         """Seconds until the series' next candle is expected to close (see module doc)."""

@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
+from common.logging import console_renderer
 from tests.infra import (
     REDIS_URL,
     AuthStack,
@@ -18,6 +20,18 @@ from tests.infra import (
     drop_postgres_database,
     make_settings,
     run_sync,
+)
+
+# structlog's default chain, with plain tracebacks (see common.logging.console_renderer).
+structlog.configure(
+    processors=[
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.StackInfoRenderer(),
+        structlog.dev.set_exc_info,
+        structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+        console_renderer(colors=False),
+    ]
 )
 
 

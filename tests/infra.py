@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import socket
@@ -18,7 +19,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -37,6 +38,43 @@ from common.settings import Settings
 PG_ADMIN_DSN = os.environ.get("AIFX_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("AIFX_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 T = TypeVar("T")
+
+
+class SteppedClock:
+    """A monotonic clock that moves only when told to: time-dependent code under test
+    (caches, breakers, stores) steps through expiry without waiting in real time."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def eventually(
+    check: Callable[[], Any],
+    what: str,
+    *,
+    within: float = 10.0,
+    interval: float = 0.02,
+) -> Any:
+    """Wait for a condition instead of sleeping a fixed time: call `check()` (awaiting
+    it when it returns an awaitable) every `interval` seconds until it returns something
+    truthy, and return that. After `within` seconds fail the test, naming `what` and the
+    last value seen. The one way tests wait for something to happen."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {within} s waiting for {what} (last: {result!r})")
+        await asyncio.sleep(interval)
 
 
 def unreachable(what: str, error: BaseException) -> None:

@@ -344,7 +344,7 @@ def build_market(
     mode = "live" if isinstance(feed, LiveFeed) else "replay"
     return Market(
         feed=feed,
-        store=CandleStore(sessions, cache if cache is not None else create_store(settings)),
+        store=CandleStore(sessions, cache if cache is not None else create_store(settings.storage)),
         prices=PriceHub(settings.streams.subscriber_buffer),
         offline=offline,
         mode=mode,

@@ -10,7 +10,6 @@ blocks the loop while the server must answer.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +20,7 @@ import httpx
 import pytest
 
 from common.settings import Settings
-from tests.infra import AuthStack, EnvoyProcess, free_port, start_envoy, stop_envoy
+from tests.infra import AuthStack, EnvoyProcess, eventually, free_port, start_envoy, stop_envoy
 
 JWKS_READY_TIMEOUT = 20.0
 PASSWORD = "correct horse battery"
@@ -63,8 +62,6 @@ async def wait_for_jwks(envoy: EnvoyProcess) -> None:
     """Until Envoy's jwt_authn has fetched the JWKS (asynchronously, through Envoy
     itself, retried every second): a valid token then reaches auth_svc and /me is 200
     instead of Envoy's 401 "Jwks remote fetch is failed"."""
-    deadline = time.monotonic() + JWKS_READY_TIMEOUT
-    last: object = None
     async with http_client(envoy.url) as http:
         response = await http.post("/api/v1/auth/register", json=unique_account("jwks"))
         if response.status_code != 200:
@@ -73,17 +70,20 @@ async def wait_for_jwks(envoy: EnvoyProcess) -> None:
                 + envoy.log()
             )
         headers = {"authorization": f"Bearer {response.json()['tokens']['accessToken']}"}
-        while time.monotonic() < deadline:
+
+        async def authorized() -> bool:
             try:
                 response = await http.get("/api/v1/auth/me", headers=headers)
-            except httpx.TransportError as exc:
-                last = exc
-            else:
-                if response.status_code == 200:
-                    return
-                last = f"{response.status_code} {response.text}"
-            await asyncio.sleep(0.1)
-    raise TimeoutError(f"envoy never fetched the JWKS: {last}\n{envoy.log()}")
+            except httpx.TransportError:
+                return False
+            return response.status_code == 200
+
+        await eventually(
+            authorized,
+            "Envoy to fetch the JWKS (its log: " + envoy.log_path.name + ")",
+            within=JWKS_READY_TIMEOUT,
+            interval=0.1,
+        )
 
 
 def _start_envoy(settings: Settings, workdir: Path) -> EnvoyProcess:

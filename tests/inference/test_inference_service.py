@@ -18,7 +18,7 @@ from inference.features import model_input
 from inference.model_format import ONNX_FILE
 from inference.server import build
 from tests.inference.conftest import candle_messages, request_for
-from tests.infra import free_port, make_settings
+from tests.infra import eventually, free_port, make_settings
 
 
 def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
@@ -210,12 +210,15 @@ async def test_the_service_runs_as_its_own_process(
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
         health = health_pb2_grpc.HealthStub(channel)
-        for _ in range(100):
+
+        async def serving() -> bool:
             try:
                 await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                break
             except grpc.aio.AioRpcError:
-                await asyncio.sleep(0.1)
+                return False
+            return True
+
+        await eventually(serving, "the inference process to serve", within=30)
         token = (tmp_path / "service-token").read_text().strip()
         reply = await inference_pb2_grpc.InferenceServiceStub(channel).Predict(
             request_for(window(history, 2500)), metadata=(("x-aifx-service-token", token),)

@@ -4,7 +4,6 @@ in-process server on a free port, and clients built from the official
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,12 +126,3 @@ async def serve() -> AsyncIterator[Serve]:
     for served in started:
         await served.channel.close()
         await served.running.stop(grace=0.5)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    """Wait until `check()` is true (the server polls its base path)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)

@@ -14,7 +14,8 @@ from tensorflow_serving.apis import get_model_status_pb2
 from inference.model_format import OUTPUT_NAME
 from inference.model_server.config import VersionPolicy
 from inference.tensor_proto import make_ndarray
-from tests.model_server.conftest import candles, direct, eventually, model_spec, predict_request
+from tests.infra import eventually
+from tests.model_server.conftest import candles, direct, model_spec, predict_request
 from tests.model_server.onnx_models import write_version
 
 State = get_model_status_pb2.ModelVersionStatus.State
@@ -94,7 +95,7 @@ async def test_new_version_is_loaded_without_restart_and_removed_one_unloaded(se
     async def serving_3() -> bool:
         return (await _answer(served))[0] == 3
 
-    await eventually(serving_3)
+    await eventually(serving_3, "version 3 to serve")
     _, output = await _answer(served)
     np.testing.assert_array_equal(output, direct(base_path / "3", candles(3, seed=11)))
     assert await served.states() == {2: "END", 3: "AVAILABLE"}
@@ -104,7 +105,7 @@ async def test_new_version_is_loaded_without_restart_and_removed_one_unloaded(se
     async def back_to_2() -> bool:
         return (await served.states()).get(3) == "END" and (await _answer(served))[0] == 2
 
-    await eventually(back_to_2)
+    await eventually(back_to_2, "version 2 to serve again")
     assert await served.states() == {2: "AVAILABLE", 3: "END"}
 
 
@@ -118,7 +119,7 @@ async def test_broken_new_version_keeps_the_old_one_serving(serve, base_path):
     async def failed() -> bool:
         return (await served.states()).get(3) == "END"
 
-    await eventually(failed)
+    await eventually(failed, "the broken version to be reported failed")
     assert (await _answer(served))[0] == 2
     response = await _status(served, version=3)
     [status] = response.model_version_status
@@ -138,7 +139,7 @@ async def test_every_version_removed_unloads_the_model(serve, base_path):
     async def unloaded() -> bool:
         return await served.states() == {2: "END"}
 
-    await eventually(unloaded)
+    await eventually(unloaded, "the version to be unloaded")
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await _answer(served)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
@@ -160,7 +161,7 @@ async def test_server_starts_on_an_empty_base_path_and_picks_up_the_first_versio
         except grpc.aio.AioRpcError:
             return False
 
-    await eventually(available)
+    await eventually(available, "the version to become available")
     assert (await _answer(served))[0] == 1
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -41,7 +41,7 @@ from position_svc.models import EventRow, PositionRow
 from position_svc.positions import PositionEvent
 from position_svc.repository import PositionRepository
 from position_svc.server import build
-from tests.infra import AuthStack
+from tests.infra import AuthStack, eventually
 from tests.position.price_standin import PriceStandIn, price_standin
 
 SERVICE_TOKEN = "position-tests-service-token"
@@ -49,7 +49,6 @@ SERVICE = ((SERVICE_TOKEN_HEADER, SERVICE_TOKEN),)
 PAIR = "EUR/USD"
 BUY = market_pb2.TRADE_ACTION_BUY
 SELL = market_pb2.TRADE_ACTION_SELL
-WAIT = 10.0
 # A bar whose close is the price before the first test pushes anything.
 START_BAR = 10
 
@@ -93,18 +92,6 @@ async def serve_positions(settings: Settings) -> AsyncIterator[PositionServer]:
         yield server
     finally:
         await server.stop()
-
-
-async def wait_for(
-    condition: Callable[[], Awaitable[bool]], what: str, within: float = WAIT
-) -> None:
-    """Until `condition()` holds; fails naming `what` after `within` seconds."""
-    try:
-        async with asyncio.timeout(within):
-            while not await condition():  # noqa: ASYNC110 (polling over RPCs, not a flag)
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        pytest.fail(f"timed out after {within} s waiting for {what}")
 
 
 @dataclass
@@ -165,7 +152,7 @@ class PositionEnv:
         async def seen() -> bool:
             return (await self.get(user, position_id, stub)).current_price == str(close)
 
-        await wait_for(seen, f"the watcher to evaluate the price {close}")
+        await eventually(seen, f"the watcher to evaluate the price {close}")
 
     async def tick(
         self,
@@ -193,7 +180,7 @@ class PositionEnv:
             found[:] = [await self.get(user, position_id, stub)]
             return found[0].status == position_pb2.POSITION_STATUS_CLOSED
 
-        await wait_for(is_closed, f"position {position_id} to close")
+        await eventually(is_closed, f"position {position_id} to close")
         return found[0]
 
     async def events_of(self, position_id: str) -> list[PositionEvent]:

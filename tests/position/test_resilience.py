@@ -17,12 +17,12 @@ from google.protobuf import field_mask_pb2
 from aifx.position.v1 import position_pb2
 from position_svc.positions import EventType
 from position_svc.repository import Snapshot
+from tests.infra import eventually
 from tests.position.conftest import (
     SERVICE_TOKEN,
     START_BAR,
     PositionEnv,
     serve_positions,
-    wait_for,
 )
 from tests.position.price_standin import price_standin
 
@@ -105,7 +105,7 @@ async def test_the_sweep_records_monitoring_snapshots(env: PositionEnv) -> None:
                     await snapshots_at(sell.id, Decimal("1.088"))
                 )
 
-            await wait_for(swept, "a sweep at 1.088")
+            await eventually(swept, "a sweep at 1.088")
             (buy_snapshot, *_) = await snapshots_at(buy.id, Decimal("1.088"))
             assert (buy_snapshot.pips, buy_snapshot.unrealized_pnl) == (
                 Decimal("17.2"),
@@ -129,7 +129,7 @@ async def test_the_sweep_records_monitoring_snapshots(env: PositionEnv) -> None:
                 async def swept() -> bool:
                     return len(await env.repository.snapshots_of(sell.id)) >= witness + count
 
-                await wait_for(swept, f"{count} more sweeps")
+                await eventually(swept, f"{count} more sweeps")
                 return len(await env.repository.snapshots_of(buy.id))
 
             # A sweep that was under way at the close may still snapshot it; one that
@@ -221,7 +221,7 @@ async def test_the_first_tick_of_a_new_stream_counts_only_its_price(env: Positio
             prices.drop()
             await prices.wait_streams(1, connects=connects + 1)
             prices.push(first)  # its high reaches the take-profit, its close does not
-            await wait_for(
+            await eventually(
                 lambda: _priced_at(env, user, opened.id, server, prices.close_of(first)),
                 "the first tick to be evaluated",
             )

@@ -53,6 +53,7 @@ from tests.infra import (
     create_postgres_database,
     delete_redis_prefix,
     drop_postgres_database,
+    eventually,
     run_sync,
 )
 
@@ -126,32 +127,28 @@ async def wait_for_first_signal(channel: grpc.aio.Channel, token: str) -> None:
     """Until GetSignal(EUR/USD, 1h) stops answering NOT_FOUND."""
     stub = signal_pb2_grpc.SignalServiceStub(channel)
     request = signal_pb2.GetSignalRequest(pair="EUR/USD", timeframe=market_pb2.TIMEFRAME_H1)
-    deadline = time.monotonic() + FIRST_SIGNAL_TIMEOUT
-    last: object = None
-    while time.monotonic() < deadline:
+
+    async def answered() -> bool:
         try:
             await stub.GetSignal(request, metadata=(("authorization", f"Bearer {token}"),))
         except grpc.aio.AioRpcError as error:
             if error.code() != grpc.StatusCode.NOT_FOUND:
                 raise
-            last = error.details()
-        else:
-            return
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"no signal after {FIRST_SIGNAL_TIMEOUT:.0f} s: {last}")
+            return False
+        return True
+
+    await eventually(answered, "the first EUR/USD 1h signal", within=FIRST_SIGNAL_TIMEOUT)
 
 
 async def stored_signals(edge: SignalEdge, count: int, within: float = 10.0) -> list[Any]:
     """The newest `count` stored signals (newest first), once there are that many."""
     request = signal_pb2.ListSignalsRequest(page_size=count)
-    deadline = time.monotonic() + within
-    while True:
+
+    async def stored() -> list[Any] | None:
         page = await edge.stub.ListSignals(request, metadata=edge.bearer)
-        if len(page.signals) == count:
-            return list(page.signals)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"only {len(page.signals)} signals after {within:.0f} s")
-        await asyncio.sleep(0.05)
+        return list(page.signals) if len(page.signals) == count else None
+
+    return await eventually(stored, f"{count} stored signals", within=within)  # type: ignore[no-any-return]
 
 
 async def sign_up(base_url: str) -> str:

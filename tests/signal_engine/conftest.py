@@ -113,7 +113,7 @@ async def signal_db(signal_db_session: SignalDb) -> SignalDb:
 @pytest.fixture
 async def kv_store(signal_settings: Settings) -> AsyncIterator[KeyValueStore]:
     """The key-value store of the backend (Redis under our prefix, or in process)."""
-    store = create_store(signal_settings)
+    store = create_store(signal_settings.storage)
     yield store
     await store.close()
     if signal_settings.storage.redis_url:

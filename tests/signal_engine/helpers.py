@@ -63,12 +63,15 @@ class ReplayFeed:
         self._random = random.Random(seed)
         self.release = asyncio.Event()
         self.release.set()
+        self.waiting = 0  # readers of closes() waiting for `release`
 
     async def history(self, pair: str, timeframe: Timeframe, count: int) -> Candles:
         return self._series[(pair, timeframe)].tail(count)
 
     async def closes(self) -> AsyncIterator[CandleClosed]:
+        self.waiting += 1
         await self.release.wait()
+        self.waiting -= 1
         loop = asyncio.get_running_loop()
         start = loop.time()
         for index, event in enumerate(self._closes):

@@ -4,22 +4,26 @@ is down, slow or does not cover the series, the circuit breaker, and the levels.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import grpc
 import pytest
 
+from aifx.inference.v1 import inference_pb2, inference_pb2_grpc
 from common.candles import Candles
 from common.market import Timeframe
+from common.server import ServiceSpec, start_server
 from common.settings import Settings
 from signal_svc import technical
 from signal_svc.engine import SignalEngine, combine, levels
-from signal_svc.inference_client import InferenceClient, ModelPrediction
+from signal_svc.inference_client import InferenceClient
+from signal_svc.ports import ModelPrediction
 from signal_svc.signals import Action, Source, Strength, strength_of
-from tests.infra import free_port, make_settings
+from tests.inference.conftest import InferenceStack
+from tests.infra import SteppedClock, free_port, make_settings
 from tests.signal_engine.conftest import inference_client
 from tests.signal_engine.helpers import FixedModel, closed, rule_ends
 
@@ -45,7 +49,7 @@ async def test_model_signals_carry_the_real_models_calibrated_answer(
     hours: Candles, inference, settings: Settings
 ) -> None:
     client = inference_client(inference)
-    engine = SignalEngine(settings, client)
+    engine = SignalEngine(settings.strategy, client)
     try:
         for end in TEST_PERIOD_ENDS:
             event = closed(hours, end)
@@ -84,7 +88,7 @@ async def test_series_closing_together_are_one_predict_batch(
     hours: Candles, inference, settings: Settings
 ) -> None:
     client = inference_client(inference)
-    engine = SignalEngine(settings, client)
+    engine = SignalEngine(settings.strategy, client)
     try:
         signals = await engine.evaluate_many([closed(hours, end) for end in TEST_PERIOD_ENDS])
         assert client.calls == 1
@@ -99,7 +103,7 @@ async def test_an_uncovered_series_falls_back_without_tripping_the_breaker(
     hours: Candles, four_hours: Candles, inference, settings: Settings
 ) -> None:
     client = inference_client(inference, failure_threshold=2)
-    engine = SignalEngine(settings, client)
+    engine = SignalEngine(settings.strategy, client)
     try:
         for end in (1000, 1100, 1200, 1292):  # more than the failure threshold
             signal = await engine.evaluate(closed(four_hours, end))
@@ -125,7 +129,7 @@ async def test_inference_down_gives_fallback_signals_with_capped_confidence(
     hours: Candles, settings: Settings
 ) -> None:
     client = InferenceClient(f"127.0.0.1:{free_port()}", "token", 0.5)
-    engine = SignalEngine(settings, client)
+    engine = SignalEngine(settings.strategy, client)
     strong_buys = rule_ends(hours, Action.BUY)
     strongest = [
         e for e in strong_buys if technical.analyse(closed(hours, e).candles)[1].score == 4
@@ -159,8 +163,9 @@ async def test_inference_down_gives_fallback_signals_with_capped_confidence(
 async def test_the_breaker_opens_after_three_slow_calls_and_then_adds_no_latency(
     hours: Candles, settings: Settings, blackhole: str
 ) -> None:
-    client = InferenceClient(blackhole, "token", 0.2, recovery_seconds=1.5)
-    engine = SignalEngine(settings, client)
+    clock = SteppedClock()
+    client = InferenceClient(blackhole, "token", 0.2, recovery_seconds=30, monotonic=clock)
+    engine = SignalEngine(settings.strategy, client)
     event = closed(hours, 4000)
     try:
         for attempt in range(1, 4):
@@ -175,8 +180,11 @@ async def test_the_breaker_opens_after_three_slow_calls_and_then_adds_no_latency
             assert signal.source is Source.TECHNICAL_FALLBACK
         # No call at all while open, so no timeout is waited for: no added latency.
         assert client.calls == 3
+        clock.advance(29.9)
+        await engine.evaluate(event)
+        assert client.calls == 3
         # After the recovery time one call is let through; it fails, the breaker reopens.
-        await asyncio.sleep(1.55)
+        clock.advance(0.2)
         await engine.evaluate(event)
         assert client.calls == 4 and client.breaker.opened
         await engine.evaluate(event)
@@ -185,25 +193,58 @@ async def test_the_breaker_opens_after_three_slow_calls_and_then_adds_no_latency
         await client.close()
 
 
+class SwitchableInference(inference_pb2_grpc.InferenceServiceServicer):
+    """The inference service, down (UNAVAILABLE at once) until switched up, then
+    forwarding to the real one."""
+
+    def __init__(self, real: InferenceStack) -> None:
+        self._real = real
+        self.up = False
+
+    async def _check_up(self, context: grpc.aio.ServicerContext) -> None:
+        if not self.up:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "down for the test")
+
+    async def Predict(self, request, context):  # noqa: N802
+        await self._check_up(context)
+        return await self._real.stub.Predict(request, metadata=self._real.credential)
+
+    async def PredictBatch(self, request, context):  # noqa: N802
+        await self._check_up(context)
+        return await self._real.stub.PredictBatch(request, metadata=self._real.credential)
+
+
 async def test_the_breaker_closes_again_when_inference_answers(
-    hours: Candles, inference, settings: Settings
+    hours: Candles, inference: InferenceStack, settings: Settings
 ) -> None:
-    client = inference_client(inference, failure_threshold=3, recovery_seconds=0.3)
-    engine = SignalEngine(settings, client)
-    real_target = client.target
+    switchable = SwitchableInference(inference)
+    spec = ServiceSpec(
+        "switchable-inference",
+        lambda server: inference_pb2_grpc.add_InferenceServiceServicer_to_server(
+            switchable, server
+        ),
+        [inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name],
+    )
+    running = await start_server(spec, "127.0.0.1", 0)
+    clock = SteppedClock()
+    client = InferenceClient(
+        f"127.0.0.1:{running.port}", "token", 5.0, recovery_seconds=30, monotonic=clock
+    )
+    engine = SignalEngine(settings.strategy, client)
     try:
-        client.target = f"127.0.0.1:{free_port()}"  # down: three failures open the breaker
-        for _ in range(3):
+        for _ in range(3):  # down: three failures open the breaker
             assert (await engine.evaluate(closed(hours, 5000))).source is Source.TECHNICAL_FALLBACK
-        assert client.breaker.opened
-        await client.close()
-        client.target = real_target  # back up
-        await asyncio.sleep(0.35)
+        assert client.breaker.opened and client.calls == 3
+        switchable.up = True
+        assert (await engine.evaluate(closed(hours, 5000))).source is Source.TECHNICAL_FALLBACK
+        assert client.calls == 3  # still open: not asked
+        clock.advance(30)
         signal = await engine.evaluate(closed(hours, 5000))
-        assert signal.source is Source.MODEL
+        assert signal.source is Source.MODEL and client.calls == 4
         assert client.breaker.closed and client.breaker.failure_count == 0
     finally:
         await client.close()
+        await running.stop(grace=0.1)
 
 
 def test_levels_for_buy_and_sell_are_mirrored() -> None:
@@ -228,7 +269,7 @@ async def test_model_trades_get_atr_levels_from_settings(hours: Candles, tmp_pat
     atr = technical.snapshot(event.candles)["atr_14"]
     entry = float(hours.close[end - 1])
 
-    buy = await SignalEngine(settings, FixedModel(0.7, 0.2, 0.1)).evaluate(event)
+    buy = await SignalEngine(settings.strategy, FixedModel(0.7, 0.2, 0.1)).evaluate(event)
     assert (buy.action, buy.source, buy.confidence) == (Action.BUY, Source.MODEL, 0.7)
     assert buy.strength is Strength.STRONG
     assert buy.entry_price == entry
@@ -238,7 +279,7 @@ async def test_model_trades_get_atr_levels_from_settings(hours: Candles, tmp_pat
     assert buy.risk_reward_ratio == pytest.approx(2.5)
     assert (buy.model_name, buy.model_version) == ("lstm", "7")
 
-    sell = await SignalEngine(settings, FixedModel(0.05, 0.15, 0.8)).evaluate(event)
+    sell = await SignalEngine(settings.strategy, FixedModel(0.05, 0.15, 0.8)).evaluate(event)
     assert (sell.action, sell.confidence, sell.strength) == (Action.SELL, 0.8, Strength.VERY_STRONG)
     assert sell.stop_loss == pytest.approx(entry + atr) and sell.take_profit == pytest.approx(
         entry - 2.5 * atr
@@ -249,7 +290,7 @@ async def test_model_trades_get_atr_levels_from_settings(hours: Candles, tmp_pat
 
 async def test_technicals_veto_a_model_trade_they_contradict(hours: Candles, settings) -> None:
     model_buy = FixedModel(0.55, 0.3, 0.15)
-    engine = SignalEngine(settings, model_buy)
+    engine = SignalEngine(settings.strategy, model_buy)
     for end in rule_ends(hours, Action.SELL):
         signal = await engine.evaluate(closed(hours, end))
         assert signal.action is Action.HOLD and signal.source is Source.MODEL
@@ -263,7 +304,7 @@ async def test_technicals_veto_a_model_trade_they_contradict(hours: Candles, set
 
 
 async def test_the_rules_never_turn_a_model_hold_into_a_trade(hours: Candles, settings) -> None:
-    engine = SignalEngine(settings, FixedModel(0.3, 0.45, 0.25))
+    engine = SignalEngine(settings.strategy, FixedModel(0.3, 0.45, 0.25))
     for end in rule_ends(hours, Action.BUY) + rule_ends(hours, Action.SELL):
         signal = await engine.evaluate(closed(hours, end))
         assert (signal.action, signal.confidence, signal.source) == (
@@ -274,7 +315,7 @@ async def test_the_rules_never_turn_a_model_hold_into_a_trade(hours: Candles, se
 
 
 async def test_without_inference_every_signal_is_a_fallback(hours: Candles, settings) -> None:
-    signals = await SignalEngine(settings, None).evaluate_many(
+    signals = await SignalEngine(settings.strategy, None).evaluate_many(
         [closed(hours, 1000), closed(hours, 2000)]
     )
     assert {s.source for s in signals} == {Source.TECHNICAL_FALLBACK}
@@ -282,8 +323,10 @@ async def test_without_inference_every_signal_is_a_fallback(hours: Candles, sett
 
 async def test_too_short_a_history_holds_instead_of_trading_blind(hours: Candles, settings) -> None:
     # 10 real bars: no ATR yet, so even a confident model buy cannot be sized.
-    signal = await SignalEngine(settings, FixedModel(0.8, 0.15, 0.05)).evaluate(closed(hours, 10))
+    signal = await SignalEngine(settings.strategy, FixedModel(0.8, 0.15, 0.05)).evaluate(
+        closed(hours, 10)
+    )
     assert signal.action is Action.HOLD and signal.confidence == 0.15
     assert signal.indicators["atr_14"] is None
     with pytest.raises(ValueError, match="no candles"):
-        await SignalEngine(settings, None).evaluate(closed(hours, 0))
+        await SignalEngine(settings.strategy, None).evaluate(closed(hours, 0))

@@ -24,7 +24,7 @@ from tests.signal_engine.helpers import closed
 async def real_signals(hours: Candles, four_hours: Candles, tmp_path_factory) -> list[Signal]:
     """Rules-only signals of 40 real 1h closes and 10 real 4h closes, created a minute
     apart in candle order."""
-    engine = SignalEngine(make_settings(tmp_path_factory.mktemp("repository")), None)
+    engine = SignalEngine(make_settings(tmp_path_factory.mktemp("repository")).strategy, None)
     events = [closed(hours, end) for end in range(4000, 4400, 10)]
     events += [closed(four_hours, end) for end in range(1200, 1250, 5)]
     signals = await engine.evaluate_many(events)

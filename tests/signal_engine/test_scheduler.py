@@ -19,7 +19,7 @@ from signal_svc.repository import SignalRepository
 from signal_svc.scheduler import Scheduler, configured_series
 from signal_svc.signal_cache import SignalCache
 from signal_svc.signals import Source
-from tests.infra import make_settings
+from tests.infra import eventually, make_settings
 from tests.signal_engine.helpers import RecordingPublisher, ReplayFeed, closed
 
 H1 = ("EUR/USD", Timeframe.H1)
@@ -79,7 +79,7 @@ async def test_a_signal_per_configured_close_stored_cached_and_published(
     feed = replay(hours, four_hours, days)
     publisher = RecordingPublisher()
     cache = SignalCache(kv_store, signal_db.repository)
-    engine = SignalEngine(signal_db.settings, None)
+    engine = SignalEngine(signal_db.settings.strategy, None)
     scheduler = Scheduler(feed, engine, signal_db.repository, publisher, [H1, H4], cache=cache)
     await asyncio.wait_for(scheduler.run(), 10)  # returns when the replay ends
 
@@ -101,7 +101,7 @@ async def test_a_close_seen_twice_is_stored_and_published_once(signal_db, hours)
     event = closed(hours, 4100)
     feed = ReplayFeed({H1: hours.slice(0, 4100)}, [event, event, closed(hours, 4101), event])
     publisher = RecordingPublisher()
-    engine = SignalEngine(signal_db.settings, None)
+    engine = SignalEngine(signal_db.settings.strategy, None)
     scheduler = Scheduler(feed, engine, signal_db.repository, publisher, [H1])
     await asyncio.wait_for(scheduler.run(), 10)
     assert await row_count(signal_db.sessions) == 2
@@ -111,17 +111,17 @@ async def test_a_close_seen_twice_is_stored_and_published_once(signal_db, hours)
 
 
 class BrokenOnFourHours(SignalEngine):
-    """An engine whose 4h evaluation raises (a bug in one series)."""
+    """An engine whose 4h signals cannot be computed (a bug in one series)."""
 
-    async def evaluate_many(self, events):
-        if any(e.timeframe is Timeframe.H4 for e in events):
+    def _signal(self, event, candles, outcome):
+        if event.timeframe is Timeframe.H4:
             raise RuntimeError("4h is broken")
-        return await super().evaluate_many(events)
+        return super()._signal(event, candles, outcome)
 
 
 async def test_a_failing_series_never_stops_the_others(signal_db, hours, four_hours, days) -> None:
     feed = replay(hours, four_hours, days)
-    engine = BrokenOnFourHours(signal_db.settings, None)
+    engine = BrokenOnFourHours(signal_db.settings.strategy, None)
     scheduler = Scheduler(feed, engine, signal_db.repository, RecordingPublisher(), [H1, H4])
     await asyncio.wait_for(scheduler.run(), 10)
     one_hour = {k for k in expected_candles(feed) if k[1] is Timeframe.H1}
@@ -134,7 +134,7 @@ async def test_a_failing_publish_keeps_the_signal_and_the_loop(
 ) -> None:
     feed = replay(hours, four_hours, days)
     publisher = RecordingPublisher(fail_for={H4})
-    engine = SignalEngine(signal_db.settings, None)
+    engine = SignalEngine(signal_db.settings.strategy, None)
     scheduler = Scheduler(feed, engine, signal_db.repository, publisher, [H1, H4])
     await asyncio.wait_for(scheduler.run(), 10)
     wanted = expected_candles(feed)
@@ -162,7 +162,7 @@ async def test_a_failing_feed_is_subscribed_again(signal_db, hours, monkeypatch)
     events = [closed(hours, end) for end in range(4200, 4206)]
     feed = FlakyFeed({H1: hours.slice(0, 4199)}, events)
     scheduler = Scheduler(
-        feed, SignalEngine(signal_db.settings, None), signal_db.repository,
+        feed, SignalEngine(signal_db.settings.strategy, None), signal_db.repository,
         RecordingPublisher(), [H1], warm_start=False,
     )  # fmt: skip
     await asyncio.wait_for(scheduler.run(), 10)
@@ -188,19 +188,21 @@ async def test_two_schedulers_on_one_database_store_and_publish_each_candle_once
         schedulers.append(
             Scheduler(
                 feed,
-                SignalEngine(signal_db.settings, None),
+                SignalEngine(signal_db.settings.strategy, None),
                 SignalRepository(session_factory(db)),
                 publisher,
                 configured_series(
                     make_settings(
                         signal_db.settings.general.var_dir, signal_timeframes=["1h", "4h"]
-                    )
+                    ).market
                 ),
             )
         )
     try:
         runs = [asyncio.create_task(s.run()) for s in schedulers]
-        await asyncio.sleep(0.05)
+        await eventually(
+            lambda: all(feed.waiting for feed in feeds), "both schedulers to read closes"
+        )
         for feed in feeds:
             feed.release.set()
         await asyncio.wait_for(asyncio.gather(*runs), 20)
@@ -225,11 +227,11 @@ def test_configured_series_are_normalised(tmp_path) -> None:
     settings = make_settings(
         tmp_path, signal_pairs=["eurusd", "GBP/USD"], signal_timeframes=["1h", "4H"]
     )
-    assert configured_series(settings) == [
+    assert configured_series(settings.market) == [
         ("EUR/USD", Timeframe.H1),
         ("EUR/USD", Timeframe.H4),
         ("GBP/USD", Timeframe.H1),
         ("GBP/USD", Timeframe.H4),
     ]
     with pytest.raises(ValueError, match="supported"):
-        configured_series(make_settings(tmp_path, signal_pairs=["XXX/YYY"]))
+        configured_series(make_settings(tmp_path, signal_pairs=["XXX/YYY"]).market)

@@ -18,7 +18,7 @@ from signal_svc.engine import SignalEngine
 from signal_svc.signal_cache import SignalCache, cache_key
 from signal_svc.signal_codec import signal_to_json
 from signal_svc.signals import Signal
-from tests.infra import free_port, make_settings
+from tests.infra import SteppedClock, free_port, make_settings
 from tests.signal_engine.helpers import closed
 
 H1 = ("EUR/USD", Timeframe.H1)
@@ -48,14 +48,6 @@ class CountingStore:
         await self.inner.close()
 
 
-class SteppedClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class CountingRepository:
     def __init__(self, inner) -> None:
         self.inner = inner
@@ -68,7 +60,7 @@ class CountingRepository:
 
 async def two_signals(signal_db, hours) -> tuple[Signal, Signal]:
     """Rules-only signals of two consecutive real hourly closes, stored."""
-    older, newer = await SignalEngine(signal_db.settings, None).evaluate_many(
+    older, newer = await SignalEngine(signal_db.settings.strategy, None).evaluate_many(
         [closed(hours, 4500), closed(hours, 4501)]
     )
     return older, newer
@@ -101,27 +93,56 @@ async def test_a_miss_reads_through_once_and_nothing_is_none(signal_db, kv_store
     assert repository.reads == 2  # the empty answer, then one read-through
 
 
-async def test_an_entry_expires_when_the_next_candle_closes(signal_db, kv_store, hours) -> None:
+async def test_an_entry_expires_when_the_next_candle_closes(signal_db, hours) -> None:
     """Replaying at 6,000x an hour bar closes every 0.6 s: the cached signal is served
-    until then, and the database's newer one after, even if nobody overwrote it."""
+    until then, and the database's newer one after, even if nobody overwrote it (on a
+    stepped clock: the memo's and the store's)."""
     older, newer = await two_signals(signal_db, hours)
     now = datetime.now(UTC)
     stored = await signal_db.repository.store(dataclasses.replace(older, created_at=now))
-    cache = SignalCache(kv_store, signal_db.repository, replay_speed=6000)
-    # The TTL as of creation (a frozen clock: a slow store on a busy machine must not
-    # eat into what is checked here).
-    frozen = SignalCache(kv_store, signal_db.repository, replay_speed=6000, clock=lambda: now)
-    assert frozen.ttl_seconds(stored) == pytest.approx(0.6, abs=0.05)
+    clock = SteppedClock()
+    cache = SignalCache(
+        MemoryStore(monotonic=clock),
+        signal_db.repository,
+        replay_speed=6000,
+        clock=lambda: now,
+        monotonic=clock,
+    )
+    assert cache.ttl_seconds(stored) == pytest.approx(0.6)
     await cache.put(stored)
     # Another replica stores the next candle's signal; this cache is not told.
     newest = await signal_db.repository.store(dataclasses.replace(newer, created_at=now))
     assert await cache.latest(*H1) == stored
-    await asyncio.sleep(0.7)
+    clock.advance(0.55)  # past the memo (0.5 s), not the entry (0.6 s): memoised again
+    assert await cache.latest(*H1) == stored
+    clock.advance(0.5)  # past the entry and the new memo
     assert await cache.latest(*H1) == newest
 
 
+async def test_redis_keeps_an_entry_until_the_next_close(
+    signal_db, signal_settings, kv_store, hours
+) -> None:
+    """With Redis, the entry's expiry is Redis's own: the key lives until the series'
+    next close (0.6 s at 6,000x), so every replica drops it then."""
+    if not signal_settings.storage.redis_url:
+        pytest.skip("embedded backend: the in-process store's expiry is tested above")
+    older, _ = await two_signals(signal_db, hours)
+    now = datetime.now(UTC)
+    stored = await signal_db.repository.store(dataclasses.replace(older, created_at=now))
+    cache = SignalCache(kv_store, signal_db.repository, replay_speed=6000, clock=lambda: now)
+    await cache.put(stored)
+    client = aioredis.Redis.from_url(signal_settings.storage.redis_url)
+    try:
+        ttl_ms = await client.pttl(signal_settings.storage.redis_prefix + cache_key(*H1))
+    finally:
+        await client.aclose()
+    assert 500 < ttl_ms <= 600
+
+
 async def test_ttl_is_the_time_to_the_next_close(hours, tmp_path) -> None:
-    signal = await SignalEngine(make_settings(tmp_path), None).evaluate(closed(hours, 4500))
+    signal = await SignalEngine(make_settings(tmp_path).strategy, None).evaluate(
+        closed(hours, 4500)
+    )
     # Live: a candle that closed at 10:00 is replaced at 11:00.
     close = datetime(2024, 5, 6, 10, 0, tzinfo=UTC)
     live = dataclasses.replace(signal, candle_time=close, created_at=close)
@@ -241,12 +262,14 @@ async def test_memo_seconds_zero_turns_the_memo_off(signal_db, hours) -> None:
 
 
 async def test_the_memo_ttl_is_a_setting(signal_db, hours, tmp_path) -> None:
-    assert make_settings(tmp_path).signal_memo_seconds == 0.5
+    assert make_settings(tmp_path).streams.signal_memo_seconds == 0.5
     older, _ = await two_signals(signal_db, hours)
     stored = await signal_db.repository.store(older)
     store = CountingStore(MemoryStore())
     settings = make_settings(tmp_path, signal_memo_seconds=0)
-    cache = SignalCache.from_settings(settings, store, signal_db.repository)
+    cache = SignalCache.from_settings(
+        settings.market, settings.streams, store, signal_db.repository
+    )
     await cache.put(stored)
     assert await cache.latest(*H1) == stored
     assert store.gets == 1

@@ -1,5 +1,5 @@
-"""GetSignal and ListSignals through a real grpc.aio server (the server bootstrap with
-its interceptor), composed like SignalService with a fixed-token authenticate."""
+"""GetSignal and ListSignals through the real SignalService on a real grpc.aio server
+(the server bootstrap with its interceptor), with a fixed-token gate."""
 
 from __future__ import annotations
 
@@ -15,32 +15,19 @@ from grpc_status import rpc_status
 
 from aifx.common.v1 import market_pb2
 from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
-from common.callers import Caller
-from common.errors import Unauthenticated
-from common.grpc_metadata import bearer_token
 from common.kv import MemoryStore
 from common.server import ServiceSpec, start_server
-from signal_svc.convert import signal_message
+from signal_svc.convert import ResponseCache, signal_message
 from signal_svc.engine import SignalEngine
+from signal_svc.market_rpcs import MarketRpcs
+from signal_svc.service import SignalService
 from signal_svc.signal_cache import SignalCache
 from signal_svc.signal_rpcs import SignalRpcs
 from signal_svc.signals import Action, Signal
+from signal_svc.stream_rpcs import StreamRpcs
+from tests.servicer_parts import USER as TOKEN
+from tests.servicer_parts import FixedGate, not_exercised
 from tests.signal_engine.helpers import FixedModel, closed, rule_ends
-
-TOKEN = (("authorization", "Bearer good-token"),)
-
-
-class ComposedService(SignalRpcs, signal_pb2_grpc.SignalServiceServicer):
-    """What the lead's SignalService provides to the mixin."""
-
-    def __init__(self, repository, cache) -> None:
-        self.signals = repository
-        self.signal_cache = cache
-
-    async def authenticate(self, context) -> Caller:
-        if bearer_token(context) != "good-token":
-            raise Unauthenticated("missing or bad access token")
-        return Caller(user_id="user-1")
 
 
 @pytest.fixture
@@ -50,7 +37,12 @@ def cache(signal_db) -> SignalCache:
 
 @pytest.fixture
 async def stub(signal_db, cache) -> AsyncIterator[signal_pb2_grpc.SignalServiceStub]:
-    service = ComposedService(signal_db.repository, cache)
+    service = SignalService(
+        FixedGate(),
+        not_exercised(MarketRpcs),
+        SignalRpcs(signal_db.repository, cache, ResponseCache()),
+        not_exercised(StreamRpcs),
+    )
     spec = ServiceSpec(
         name="signal-test",
         register=lambda server: signal_pb2_grpc.add_SignalServiceServicer_to_server(
@@ -70,8 +62,10 @@ async def history(signal_db, hours, four_hours) -> list[Signal]:
     """30 real 1h signals (model buy/sell/hold alternating with the rules' views) and 6
     real 4h ones, stored a minute apart."""
     settings = signal_db.settings
-    engines = [SignalEngine(settings, FixedModel(*p)) for p in ((0.7, 0.2, 0.1), (0.1, 0.2, 0.7))]
-    engines.append(SignalEngine(settings, None))
+    engines = [
+        SignalEngine(settings.strategy, FixedModel(*p)) for p in ((0.7, 0.2, 0.1), (0.1, 0.2, 0.7))
+    ]
+    engines.append(SignalEngine(settings.strategy, None))
     stored = []
     events = [closed(hours, end) for end in range(4600, 4630)]
     events += [closed(four_hours, end) for end in range(1250, 1256)]
@@ -139,7 +133,9 @@ async def test_get_signal_answers_with_a_new_signal_as_soon_as_it_is_cached(
     for _ in range(2):  # the second answer is the one built for the first
         assert (await stub.GetSignal(request, metadata=TOKEN)).signal == signal_message(latest_1h)
 
-    (newer,) = await SignalEngine(signal_db.settings, None).evaluate_many([closed(hours, 4630)])
+    (newer,) = await SignalEngine(signal_db.settings.strategy, None).evaluate_many(
+        [closed(hours, 4630)]
+    )
     newer = await signal_db.repository.store(newer)
     await cache.put(newer)
     response = await stub.GetSignal(request, metadata=TOKEN)
@@ -149,7 +145,7 @@ async def test_get_signal_answers_with_a_new_signal_as_soon_as_it_is_cached(
 
 async def test_get_signal_wire_form_of_trades_and_holds(stub, signal_db, hours, four_hours) -> None:
     buy = await signal_db.repository.store(
-        await SignalEngine(signal_db.settings, FixedModel(0.7, 0.2, 0.1)).evaluate(
+        await SignalEngine(signal_db.settings.strategy, FixedModel(0.7, 0.2, 0.1)).evaluate(
             closed(hours, rule_ends(hours, Action.BUY, 1)[0])
         )
     )
@@ -165,7 +161,7 @@ async def test_get_signal_wire_form_of_trades_and_holds(stub, signal_db, hours, 
     assert sent.indicators.HasField("rsi_14") and sent.indicators.HasField("bollinger_lower")
     assert sent.candle_time.ToDatetime(tzinfo=buy.candle_time.tzinfo) == buy.candle_time
     hold = await signal_db.repository.store(
-        await SignalEngine(signal_db.settings, FixedModel(0.2, 0.6, 0.2)).evaluate(
+        await SignalEngine(signal_db.settings.strategy, FixedModel(0.2, 0.6, 0.2)).evaluate(
             closed(four_hours, 1000)
         )
     )

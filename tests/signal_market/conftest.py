@@ -58,6 +58,6 @@ async def cache(signal_db, cache_prefix):
     """The backend's cache (Redis or in process) under the test's own key prefix."""
     settings, _ = signal_db
     own = settings.replace(**{"redis_prefix": cache_prefix})
-    store = create_store(own)
+    store = create_store(own.storage)
     yield store
     await store.close()

@@ -16,6 +16,7 @@ from common.errors import Unavailable
 from common.market import Timeframe
 from common.market_data import MarketDataUnavailable
 from signal_svc.market import CandleStore, LiveFeed, Market, PriceHub
+from tests.infra import eventually
 
 EURUSD = "EUR/USD"
 H1, H4 = Timeframe.H1, Timeframe.H4
@@ -110,8 +111,9 @@ async def test_closes_iterator_runs_the_poller(yahoo, hours):
     fake, forming = yahoo
     feed = live_feed(fake, poll_seconds=0.01)
     closes = feed.closes()
+    polled = len(fake.calls)
     first = asyncio.create_task(anext(closes))
-    await asyncio.sleep(0.05)  # the baseline poll has run
+    await eventually(lambda: len(fake.calls) > polled, "the baseline poll")
     fake.now += 3600
     event = await asyncio.wait_for(first, 2)
     assert event.candles.times[-1] == hours.times[forming]

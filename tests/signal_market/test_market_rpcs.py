@@ -1,6 +1,6 @@
-"""The market RPC mixins through a real grpc.aio server (the bootstrap's interceptor
-maps errors): GetCandles, GetPrice, ListPairs, StreamPrices and the internal price RPCs,
-every error path, on the real bundled history replayed."""
+"""The market RPCs through the real servicers on a real grpc.aio server (the bootstrap's
+interceptor maps errors): GetCandles, GetPrice, ListPairs, StreamPrices and the internal
+price RPCs, every error path, on the real bundled history replayed."""
 
 from __future__ import annotations
 
@@ -17,60 +17,26 @@ from grpc_status import rpc_status
 
 from aifx.common.v1 import market_pb2
 from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
-from common.callers import Caller
 from common.db import create_engine, session_factory
-from common.errors import Unauthenticated
-from common.grpc_metadata import (
-    SERVICE_TOKEN_HEADER,
-    bearer_token,
-    metadata_value,
-    require_service_token,
-)
+from common.grpc_metadata import SERVICE_TOKEN_HEADER
 from common.kv import MemoryStore
 from common.market import Timeframe
 from common.migrations import upgrade
 from common.server import ServiceSpec, start_server
 from signal_svc.market import Market, PriceHub, ReplayFeed, build_market
-from signal_svc.market_rpcs import MarketInternalRpcs, MarketRpcs
-from tests.infra import make_settings
-from tests.model_server.conftest import eventually
+from signal_svc.market_rpcs import MarketRpcs
+from signal_svc.service import SignalInternalService, SignalService
+from signal_svc.signal_rpcs import SignalRpcs
+from signal_svc.stream_rpcs import StreamRpcs
+from tests.infra import eventually, make_settings
+from tests.servicer_parts import SERVICE, USER, FixedGate, not_exercised
 from tests.signal_market.helpers import SteppedClock
 
-TOKEN = "user-access-token"
-SERVICE_TOKEN = "service-credential"
-USER = (("authorization", f"Bearer {TOKEN}"),)
-SERVICE = ((SERVICE_TOKEN_HEADER, SERVICE_TOKEN),)
 EURUSD = "EUR/USD"
 SERVICE_NAMES = [
     signal_pb2.DESCRIPTOR.services_by_name["SignalService"].full_name,
     signal_pb2.DESCRIPTOR.services_by_name["SignalInternalService"].full_name,
 ]
-
-
-async def authenticate(context) -> Caller:
-    """What the composed servicer provides: here, one fixed token of each kind."""
-    if metadata_value(context, SERVICE_TOKEN_HEADER):
-        require_service_token(context, SERVICE_TOKEN)
-        return Caller(user_id=None)
-    if bearer_token(context) == TOKEN:
-        return Caller(user_id="user-1")
-    raise Unauthenticated("missing or bad access token")
-
-
-class MarketService(MarketRpcs, signal_pb2_grpc.SignalServiceServicer):
-    def __init__(self, market: Market) -> None:
-        self.market = market
-
-    async def authenticate(self, context) -> Caller:
-        return await authenticate(context)
-
-
-class MarketInternalService(MarketInternalRpcs, signal_pb2_grpc.SignalInternalServiceServicer):
-    def __init__(self, market: Market) -> None:
-        self.market = market
-
-    async def authenticate(self, context) -> Caller:
-        return await authenticate(context)
 
 
 class Stack:
@@ -83,11 +49,14 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def serving(market: Market) -> AsyncIterator[grpc.aio.Channel]:
+    gate, handlers = FixedGate(), MarketRpcs(market)
+    streams = not_exercised(StreamRpcs)
+    public = SignalService(gate, handlers, not_exercised(SignalRpcs), streams)
+    internal = SignalInternalService(gate, handlers, streams)
+
     def register(server: grpc.aio.Server) -> None:
-        signal_pb2_grpc.add_SignalServiceServicer_to_server(MarketService(market), server)
-        signal_pb2_grpc.add_SignalInternalServiceServicer_to_server(
-            MarketInternalService(market), server
-        )
+        signal_pb2_grpc.add_SignalServiceServicer_to_server(public, server)
+        signal_pb2_grpc.add_SignalInternalServiceServicer_to_server(internal, server)
 
     running = await start_server(
         ServiceSpec("market-test", register, SERVICE_NAMES), "127.0.0.1", 0
@@ -348,7 +317,7 @@ async def test_stream_prices_latest_first_then_updates_then_heartbeats(stack, bu
     async def unsubscribed() -> bool:  # the subscription goes away with the stream
         return len(prices) == 0
 
-    await eventually(unsubscribed, within=5)
+    await eventually(unsubscribed, "the price subscription to go away", within=5)
 
 
 async def test_stream_prices_errors(stack):
@@ -427,11 +396,14 @@ async def test_running_market_streams_prices_and_stores_closes(db, bundled):
         ]
 
         request = signal_pb2.GetCandlesRequest(pair="EURUSD", limit=3)
-        for _ in range(100):  # the recorder stores each bar right after it closes
+
+        async def recorded() -> signal_pb2.GetCandlesResponse | None:
+            """The stored candles once the sixth bar is among them (the recorder stores
+            each bar right after it closes)."""
             reply = await stub.GetCandles(request, metadata=USER)
-            if reply.candles[-1].open_time.seconds >= hours.times[first + 5]:
-                break
-            await asyncio.sleep(0.02)
+            return reply if reply.candles[-1].open_time.seconds >= hours.times[first + 5] else None
+
+        reply = await eventually(recorded, "the sixth bar to be stored")
         got = [c.open_time.seconds for c in reply.candles]
         oldest = int(np.searchsorted(hours.times, got[0]))
         assert got == list(hours.times[oldest : oldest + 3])  # stored real bars, consecutive
@@ -441,17 +413,3 @@ async def test_running_market_streams_prices_and_stores_closes(db, bundled):
         with contextlib.suppress(asyncio.CancelledError):
             await runner
     await market.close()
-
-
-def test_the_mixins_do_not_shadow_the_composed_authenticate():
-    """`authenticate` may come from any base of the composed servicer, also one after
-    the mixin in the MRO."""
-
-    class Auth:
-        async def authenticate(self, context):
-            return Caller(user_id="u")
-
-    class Composed(MarketRpcs, MarketInternalRpcs, Auth):
-        pass
-
-    assert Composed.authenticate is Auth.authenticate

@@ -98,7 +98,8 @@ async def test_waiting_subscriber_wakes_on_publish(bundled):
     tick = real_ticks(bundled, 300, 1)[0]
     with hub.subscribe([EURUSD]) as subscription:
         waiting = asyncio.create_task(subscription.next(5))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # the task runs until it waits for a tick
+        assert not waiting.done()
         hub.publish(tick)
         assert await asyncio.wait_for(waiting, 1) == tick
 

@@ -14,8 +14,9 @@ import grpc
 
 from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
 from common.server import ServiceSpec, start_server
+from tests.servicer_parts import USER as TOKEN
 from tests.signal_streams.helpers import MemoryReader, make_signal
-from tests.signal_streams.test_stream_rpcs import TOKEN, ComposedService
+from tests.signal_streams.test_stream_rpcs import servicers
 
 ROUNDS = 200
 
@@ -26,7 +27,7 @@ async def main() -> int:
 
     settings = make_settings(Path(tempfile.mkdtemp()), log_level="WARNING")
     broadcaster, reader = Broadcaster(), MemoryReader()
-    service = ComposedService(broadcaster, reader, settings)
+    service, _ = servicers(broadcaster, reader, settings.streams.stream_heartbeat_seconds)
     spec = ServiceSpec(
         "cancel-test",
         lambda server: signal_pb2_grpc.add_SignalServiceServicer_to_server(service, server),

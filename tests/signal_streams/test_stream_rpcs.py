@@ -1,6 +1,5 @@
-"""SubscribeSignals and StreamAllSignals through a real grpc.aio server (the server
-bootstrap with its interceptor), composed like the lead's SignalService with a
-fixed-token authenticate."""
+"""SubscribeSignals and StreamAllSignals through the real servicers on a real grpc.aio
+server (the server bootstrap with its interceptor), with a fixed-token gate."""
 
 from __future__ import annotations
 
@@ -21,47 +20,35 @@ from grpc_status import rpc_status
 
 from aifx.common.v1 import market_pb2
 from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
-from common.callers import Caller
-from common.errors import Unauthenticated
-from common.grpc_metadata import SERVICE_TOKEN_HEADER, bearer_token, metadata_value
 from common.market import Timeframe
 from common.server import ServiceSpec, start_server
-from common.settings import REPO_ROOT, Settings
-from signal_svc.convert import signal_message
+from common.settings import REPO_ROOT
+from signal_svc.convert import ResponseCache, signal_message
 from signal_svc.fanout import Broadcaster
-from signal_svc.ports import SignalReader
+from signal_svc.market_rpcs import MarketRpcs
+from signal_svc.service import SignalInternalService, SignalService
+from signal_svc.signal_rpcs import SignalRpcs
 from signal_svc.signals import Action, Signal
-from signal_svc.stream_rpcs import StreamInternalRpcs, StreamRpcs, subscribe_request
-from tests.infra import make_settings
+from signal_svc.stream_rpcs import FilterPool, StreamRpcs, subscribe_request
+from tests.infra import eventually, make_settings
+from tests.servicer_parts import SERVICE, FixedGate, not_exercised
+from tests.servicer_parts import USER as TOKEN
 from tests.signal_streams.helpers import MemoryReader, make_signal
 
-TOKEN = (("authorization", "Bearer good-token"),)
-SERVICE = ((SERVICE_TOKEN_HEADER, "service-secret"),)
 # Enough to fill a non-reading client's 64 kB window and transport buffers, then its
 # buffer of 8.
 SLOW_TEST_SIGNALS = 1000
 
 
-class Parts:
-    def __init__(self, broadcaster: Broadcaster, reader: SignalReader, settings: Settings):
-        self.broadcaster = broadcaster
-        self.signal_reader = reader
-        self.settings = settings
-
-    async def authenticate(self, context) -> Caller:
-        if metadata_value(context, SERVICE_TOKEN_HEADER) == "service-secret":
-            return Caller(user_id=None)
-        if bearer_token(context) == "good-token":
-            return Caller(user_id="user-1")
-        raise Unauthenticated("missing or bad access token")
-
-
-class ComposedService(Parts, StreamRpcs, signal_pb2_grpc.SignalServiceServicer):
-    pass
-
-
-class ComposedInternal(Parts, StreamInternalRpcs, signal_pb2_grpc.SignalInternalServiceServicer):
-    """Accepts a user token too, so the mixin's own service-only check is what refuses it."""
+def servicers(
+    broadcaster: Broadcaster, reader: MemoryReader, heartbeat_seconds: float
+) -> tuple[SignalService, SignalInternalService]:
+    """The real servicers, with real stream handlers over `reader` and `broadcaster`."""
+    gate = FixedGate()
+    streams = StreamRpcs(broadcaster, reader, ResponseCache(), heartbeat_seconds=heartbeat_seconds)
+    market = not_exercised(MarketRpcs)
+    public = SignalService(gate, market, not_exercised(SignalRpcs), streams)
+    return public, SignalInternalService(gate, market, streams)
 
 
 @dataclass
@@ -87,8 +74,7 @@ async def serving(tmp_path: Path, **overrides: object) -> AsyncIterator[Stack]:
     settings = make_settings(tmp_path, **{"stream_heartbeat_seconds": 5.0, **overrides})
     broadcaster = Broadcaster(settings.streams.subscriber_buffer)
     reader = MemoryReader()
-    public = ComposedService(broadcaster, reader, settings)
-    internal = ComposedInternal(broadcaster, reader, settings)
+    public, internal = servicers(broadcaster, reader, settings.streams.stream_heartbeat_seconds)
 
     def register(server: grpc.aio.Server) -> None:
         signal_pb2_grpc.add_SignalServiceServicer_to_server(public, server)
@@ -129,18 +115,16 @@ async def read(call, count: int, within: float = 5.0) -> list:  # type: ignore[n
 
 
 async def hang_up(*calls) -> None:  # type: ignore[no-untyped-def]
-    """Cancel streams once the server has finished sending what it had: a cancel that
-    lands while a message is being sent crashes the server until common/interceptors.py
-    is fixed (see the last test of this module, which is about exactly that)."""
-    await asyncio.sleep(0.05)
+    """Cancel streams (also while a message is being sent to them: see the last test of
+    this module)."""
     for call in calls:
         call.cancel()
 
 
 async def gone(broadcaster: Broadcaster, remaining: int = 0) -> None:
-    async with asyncio.timeout(5):
-        while len(broadcaster) > remaining:  # noqa: ASYNC110 (polling the subscriber count)
-            await asyncio.sleep(0.01)
+    await eventually(
+        lambda: len(broadcaster) <= remaining, f"{remaining} subscribers left", within=5
+    )
 
 
 def kinds(messages: list) -> str:  # type: ignore[type-arg]
@@ -273,8 +257,11 @@ async def test_a_subscriber_that_stops_reading_is_cut_off_and_the_others_are_not
         readers = [asyncio.create_task(drain(i, call)) for i, call in enumerate(healthy)]
         for index in range(SLOW_TEST_SIGNALS):
             # The healthy clients read promptly: never more than 4 signals behind.
-            while min(received) < index - 4:  # noqa: ASYNC110 (polling the readers' counts)
-                await asyncio.sleep(0.0005)
+            await eventually(
+                lambda index=index: min(received) >= index - 4,
+                f"the healthy clients to read signal {index - 4}",
+                interval=0.0005,
+            )
             await stack.produce(index)
         results = await asyncio.gather(*readers)
         assert all(got == list(range(1, SLOW_TEST_SIGNALS + 1)) for got in results)
@@ -301,11 +288,13 @@ async def test_a_subscriber_that_stops_reading_is_cut_off_and_the_others_are_not
 
 def test_subscriptions_asking_the_same_share_one_filter() -> None:
     """A server holds one filter per distinct subscription, not one per stream."""
+    pool = FilterPool()
     first, _ = subscribe_request(signal_pb2.SubscribeSignalsRequest(pairs=["EUR/USD"]))
     second, _ = subscribe_request(signal_pb2.SubscribeSignalsRequest(pairs=["eurusd"]))
     other, _ = subscribe_request(signal_pb2.SubscribeSignalsRequest(pairs=["GBP/USD"]))
-    assert first is second
-    assert other != first
+    assert first is not second and first == second
+    assert pool.shared(first) is pool.shared(second) is first
+    assert pool.shared(other) is other != first
 
 
 async def test_bad_filters_name_every_field(stack: Stack) -> None:

@@ -1,28 +1,30 @@
 """The key-value store: expiry in process, and Redis failures degrading, not failing."""
 
-import asyncio
-
 import redis.asyncio as aioredis
 
 from common.kv import MemoryStore, RedisStore, fail_fast_options
-from tests.infra import free_port
+from tests.infra import SteppedClock, free_port
 
 
 async def test_memory_store_expires_keys():
-    store = MemoryStore()
+    clock = SteppedClock()
+    store = MemoryStore(monotonic=clock)
     await store.set("k", "v", ttl_seconds=0.05)
     assert await store.get("k") == "v"
-    await asyncio.sleep(0.08)
+    clock.advance(0.049)
+    assert await store.get("k") == "v"
+    clock.advance(0.001)
     assert await store.get("k") is None
 
 
 async def test_memory_store_evicts_expired_keys_when_full():
-    store = MemoryStore(max_keys=2)
+    clock = SteppedClock()
+    store = MemoryStore(max_keys=2, monotonic=clock)
     await store.set("a", "1", 0.01)
     await store.set("b", "1", 0.01)
-    await asyncio.sleep(0.02)
+    clock.advance(0.02)
     await store.set("c", "1", 10)
-    assert len(store._data) == 1
+    assert len(store) == 1
 
 
 async def test_dead_redis_degrades_to_the_process_store():

@@ -8,18 +8,23 @@ import contextlib
 import pytest
 
 from common.shutdown import run_together
+from tests.infra import eventually
 
 
-async def _forever(ended: list[str], name: str) -> None:
+async def _forever(ended: list[str], name: str, started: list[str] | None = None) -> None:
     try:
+        if started is not None:
+            started.append(name)
         await asyncio.Event().wait()
     finally:
         ended.append(name)
 
 
-async def _stubborn(ended: list[str]) -> None:
+async def _stubborn(ended: list[str], started: list[str] | None = None) -> None:
     """Swallows its first cancellation, as a task inside redis-py can on Python 3.11."""
     with contextlib.suppress(asyncio.CancelledError):
+        if started is not None:
+            started.append("stubborn")
         await asyncio.Event().wait()
     try:
         await asyncio.Event().wait()
@@ -41,10 +46,11 @@ async def test_the_first_failure_stops_the_others_and_is_raised() -> None:
 
 async def test_cancelling_it_stops_even_a_child_that_swallows_a_cancellation() -> None:
     ended: list[str] = []
+    started: list[str] = []
     runner = asyncio.create_task(
-        run_together({"a": _forever(ended, "a"), "stubborn": _stubborn(ended)})
+        run_together({"a": _forever(ended, "a", started), "stubborn": _stubborn(ended, started)})
     )
-    await asyncio.sleep(0.01)
+    await eventually(lambda: len(started) == 2, "both children to start")
     runner.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(runner, timeout=5)

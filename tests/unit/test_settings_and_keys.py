@@ -23,11 +23,9 @@ def test_comma_separated_lists_from_environment(monkeypatch, tmp_path):
 
 
 def test_embedded_database_is_sqlite_in_var_dir(tmp_path):
-    assert make_settings(tmp_path).effective_database_url == (
-        f"sqlite+aiosqlite:///{tmp_path / 'aifx.db'}"
-    )
+    assert make_settings(tmp_path).database_url == (f"sqlite+aiosqlite:///{tmp_path / 'aifx.db'}")
     url = "postgresql+asyncpg://u@h/db"
-    assert make_settings(tmp_path, database_url=url).effective_database_url == url
+    assert make_settings(tmp_path, database_url=url).database_url == url
 
 
 def test_signing_key_generated_once_owner_only_and_reused(tmp_path):
