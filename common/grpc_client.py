@@ -69,17 +69,16 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
 )
 
 
-class _MetadataInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor
-):
-    """Adds the service credential and the current request id, and waits for ready."""
+class _CallMetadata:
+    """What every call gets: the service credential, the current request id, and
+    wait-for-ready (unless the caller decided otherwise)."""
 
     def __init__(self, service_token: str) -> None:
         self._fixed: tuple[tuple[str, str], ...] = (
             ((SERVICE_TOKEN_HEADER, service_token),) if service_token else ()
         )
 
-    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         metadata = [*self._fixed, *(details.metadata or ())]
         current = request_id.current()
         if current and not any(key == request_id.HEADER for key, _ in metadata):
@@ -87,15 +86,27 @@ class _MetadataInterceptor(
         wait = True if details.wait_for_ready is None else details.wait_for_ready
         return details._replace(metadata=tuple(metadata), wait_for_ready=wait)
 
+
+# grpc.aio files an interceptor under the first call kind it implements only, so unary
+# and streaming calls each get their own.
+class _UnaryInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, metadata: _CallMetadata) -> None:
+        self._metadata = metadata
+
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
-        return await continuation(self._details(details), request)
+        return await continuation(self._metadata.details(details), request)
+
+
+class _StreamInterceptor(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, metadata: _CallMetadata) -> None:
+        self._metadata = metadata
 
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
-        return await continuation(self._details(details), request)
+        return await continuation(self._metadata.details(details), request)
 
 
 class UnaryMethod(Protocol[ResponseT]):
@@ -132,10 +143,11 @@ class GrpcClient:
     def channel(self) -> grpc.aio.Channel:
         """The channel, opened on first use (call inside the running event loop)."""
         if self._channel is None:
+            metadata = _CallMetadata(self._service_token)
             self._channel = grpc.aio.insecure_channel(
                 self.target,
                 options=CHANNEL_OPTIONS,
-                interceptors=[_MetadataInterceptor(self._service_token)],
+                interceptors=[_UnaryInterceptor(metadata), _StreamInterceptor(metadata)],
             )
         return self._channel
 

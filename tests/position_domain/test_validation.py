@@ -108,7 +108,7 @@ def test_parse_decimal_refuses_very_long_strings():
 @pytest.mark.parametrize(
     ("pair", "message"),
     [
-        ("", "is required"),
+        ("", "a currency pair is required, e.g. EUR/USD or EURUSD"),
         ("EURXYZ", "EUR/XYZ is not a supported pair"),
         ("euro", "'euro' is not a currency pair; write it like EUR/USD or EURUSD"),
     ],
