@@ -10,6 +10,7 @@ levels or levels hundreds of pips away, which no bar of the few seconds replayed
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import structlog
 
 from common.market import Timeframe
 from common.market_data import load_bundled_history
@@ -469,3 +471,40 @@ async def test_no_token_is_401(position_edge: PositionEdge, http: httpx.AsyncCli
             method, path, headers=bearer("not.a.jwt"), json={} if method != "GET" else None
         )
         error_body(bad, 401, 16)
+
+
+class RpcLines:
+    """The per-RPC log lines (method, code, request id) every service in this process
+    writes, captured with the request id structlog binds to each RPC."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+
+    def __call__(self, logger: object, method: str, event: dict[str, Any]) -> dict[str, Any]:
+        if event.get("event") == "rpc":
+            self.lines.append(event)
+        raise structlog.DropEvent
+
+    def ids_of(self, method: str) -> list[str]:
+        return [line.get("request_id", "") for line in self.lines if line["method"] == method]
+
+
+async def test_one_request_id_in_the_log_of_every_service_a_request_touched(
+    position_edge: PositionEdge, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Opening at market goes Envoy → position_svc (OpenPosition) → signal_svc
+    (GetPriceInternal, for the market price): both log the request id Envoy returns."""
+    token = await position_edge.new_user()
+    lines = RpcLines()
+    previous = structlog.get_config()
+    caplog.set_level(logging.INFO, logger="rpc")  # the per-RPC line is INFO
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, lines])
+    try:
+        response = await http.post(POSITIONS_PATH, json=open_body(None), headers=bearer(token))
+    finally:
+        structlog.configure(**previous)
+    assert response.status_code == 200, response.text
+    request_id = response.headers["x-request-id"]
+    assert request_id
+    assert lines.ids_of("/aifx.position.v1.PositionService/OpenPosition") == [request_id]
+    assert lines.ids_of("/aifx.signal.v1.SignalInternalService/GetPriceInternal") == [request_id]
