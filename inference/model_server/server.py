@@ -18,8 +18,9 @@ from tensorflow_serving.apis import (
 from common.logging import configure_logging
 from common.server import RunningServer, ServiceSpec, serve_forever, start_server
 from common.settings import get_settings
-from inference.model_server.config import ConfigError, ServerConfig, parse_args
+from inference.model_server.config import ConfigError, ServerConfig
 from inference.model_server.core import ModelServer
+from inference.model_server.flags import parse_args
 from inference.model_server.service import ModelService, PredictionService
 
 SERVICE_NAMES = [

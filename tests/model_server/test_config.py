@@ -7,12 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from inference.model_server.config import (
-    DEFAULT_POLL_SECONDS,
-    ConfigError,
-    VersionPolicy,
-    parse_args,
-)
+from inference.model_server.config import DEFAULT_POLL_SECONDS, ConfigError, VersionPolicy
+from inference.model_server.flags import parse_args
 from tests.infra import make_settings
 
 
