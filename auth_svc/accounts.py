@@ -17,15 +17,14 @@ from auth_svc.models import PreferencesRow, RefreshTokenRow, UserRow
 from auth_svc.passwords import PasswordHasher
 from auth_svc.tokens import IssuedTokens, TokenIssuer, hash_refresh_token, new_refresh_token
 from auth_svc.validation import (
+    MAX_PAIRS,
     PreferencesInput,
     check_email,
-    check_min_confidence,
     check_new_password,
-    check_pairs,
-    check_timeframes,
     check_username,
     require_fields,
 )
+from common import request_fields
 from common.access_tokens import AccessClaims, AccessTokenVerifier
 from common.errors import (
     AlreadyExists,
@@ -305,13 +304,17 @@ class Accounts:
         errors = ViolationCollector()
         changes: dict[str, object] = {}
         if "pairs" in fields:
-            changes["pairs"] = check_pairs(values.pairs, errors, "preferences.pairs")
+            changes["pairs"] = request_fields.pairs(
+                values.pairs, "preferences.pairs", errors, max_count=MAX_PAIRS
+            )
         if "timeframes" in fields:
-            timeframes = check_timeframes(values.timeframes, errors, "preferences.timeframes")
+            timeframes = request_fields.timeframes(
+                values.timeframes, "preferences.timeframes", errors
+            )
             changes["timeframes"] = [tf.value for tf in timeframes]
         if "min_confidence" in fields:
-            changes["min_confidence"] = check_min_confidence(
-                values.min_confidence, errors, "preferences.min_confidence"
+            changes["min_confidence"] = request_fields.confidence(
+                values.min_confidence, "preferences.min_confidence", errors
             )
         for flag in ("notify_discord", "notify_browser"):
             if flag in fields:

@@ -11,7 +11,7 @@ from auth_svc.tokens import IssuedTokens
 from auth_svc.validation import PreferencesInput
 from common.access_tokens import AccessClaims
 from common.grpc_metadata import bearer_token, client_address, require_service_token
-from common.proto_convert import TIMEFRAME_FROM_PROTO, TIMEFRAME_TO_PROTO, timestamp
+from common.proto_convert import TIMEFRAME_TO_PROTO, timestamp
 
 
 def user_message(user: User) -> auth_pb2.User:
@@ -54,7 +54,7 @@ def implied_mask(message: auth_pb2.Preferences) -> list[str]:
 def preferences_input(message: auth_pb2.Preferences) -> PreferencesInput:
     return PreferencesInput(
         pairs=list(message.pairs),
-        timeframes=[TIMEFRAME_FROM_PROTO.get(value) for value in message.timeframes],
+        timeframes=list(message.timeframes),
         min_confidence=message.min_confidence,
         notify_discord=message.notify_discord,
         notify_browser=message.notify_browser,

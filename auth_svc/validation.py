@@ -10,9 +10,9 @@ from email_validator import EmailNotValidError, validate_email
 
 from auth_svc.passwords import MAX_PASSWORD_BYTES, MIN_PASSWORD_BYTES
 from common.errors import ViolationCollector
-from common.market import Timeframe, normalize_pair
 
 USERNAME = re.compile(r"^[A-Za-z0-9_.\-]{3,32}$")
+# Pairs a user may follow (preferences.pairs).
 MAX_PAIRS = 20
 
 
@@ -58,44 +58,11 @@ def require_fields(**values: str) -> None:
 
 @dataclass(frozen=True)
 class PreferencesInput:
-    """Preference values as sent; which ones apply is decided by the update mask."""
+    """Preference values as sent (timeframes as the contract's enum numbers); which ones
+    apply is decided by the update mask, and only those are validated."""
 
     pairs: list[str]
-    timeframes: list[Timeframe | None]
+    timeframes: list[int]
     min_confidence: float
     notify_discord: bool
     notify_browser: bool
-
-
-def check_pairs(raw: list[str], errors: ViolationCollector, field: str) -> list[str]:
-    """Normalised, de-duplicated pairs in the order given."""
-    pairs: list[str] = []
-    if len(raw) > MAX_PAIRS:
-        errors.add(field, f"at most {MAX_PAIRS} pairs")
-    for index, value in enumerate(raw):
-        try:
-            pair = normalize_pair(value)
-        except ValueError as exc:
-            errors.add(f"{field}[{index}]", str(exc))
-            continue
-        if pair not in pairs:
-            pairs.append(pair)
-    return pairs
-
-
-def check_timeframes(
-    raw: list[Timeframe | None], errors: ViolationCollector, field: str
-) -> list[Timeframe]:
-    timeframes: list[Timeframe] = []
-    for index, value in enumerate(raw):
-        if value is None:
-            errors.add(f"{field}[{index}]", "must be one of 15m, 1h, 4h, 1d")
-        elif value not in timeframes:
-            timeframes.append(value)
-    return timeframes
-
-
-def check_min_confidence(value: float, errors: ViolationCollector, field: str) -> float:
-    if not 0.0 <= value <= 1.0:
-        errors.add(field, "must be between 0 and 1")
-    return value

@@ -4,14 +4,11 @@ import pytest
 
 from auth_svc.validation import (
     check_email,
-    check_min_confidence,
     check_new_password,
-    check_pairs,
-    check_timeframes,
     check_username,
 )
 from common.errors import InvalidArgument, ViolationCollector
-from common.market import Timeframe, normalize_pair
+from common.market import normalize_pair
 
 
 @pytest.mark.parametrize(
@@ -84,25 +81,3 @@ def test_pairs_are_normalised(raw, pair):
 def test_unknown_pairs_are_refused(raw):
     with pytest.raises(ValueError, match="pair"):
         normalize_pair(raw)
-
-
-def test_pair_list_is_deduplicated_and_bad_entries_named_by_index():
-    errors = ViolationCollector()
-    assert check_pairs(["eurusd", "EUR/USD", "nope", "gbpusd"], errors, "p") == [
-        "EUR/USD",
-        "GBP/USD",
-    ]
-    assert [v.field for v in errors.violations] == ["p[2]"]
-
-
-def test_timeframes_unspecified_is_refused_by_index():
-    errors = ViolationCollector()
-    assert check_timeframes([Timeframe.H1, None, Timeframe.H1], errors, "t") == [Timeframe.H1]
-    assert [v.field for v in errors.violations] == ["t[1]"]
-
-
-@pytest.mark.parametrize(("value", "ok"), [(0.0, True), (1.0, True), (-0.1, False), (1.01, False)])
-def test_min_confidence_range(value, ok):
-    errors = ViolationCollector()
-    check_min_confidence(value, errors, "m")
-    assert (not errors.violations) == ok
