@@ -12,14 +12,14 @@ TRAIN_SITE = $(shell $(TRAIN_PY) -c 'import sysconfig; print(sysconfig.get_paths
 TRAIN_STAMP := $(TRAIN_VENV)/.installed
 ARGS ?=
 
-.PHONY: setup gen lint format test test-fast run bench lock clean help train train-setup
+.PHONY: setup gen lint format test run bench lock clean help train train-setup
 
 help:
 	@echo "make setup   create .venv, install pinned dependencies, generate code"
 	@echo "make gen     regenerate gen/ from proto/"
 	@echo "make run     start the whole stack (Ctrl-C stops it)"
 	@echo "make test    run the whole test-suite"
-	@echo "make lint    ruff, contract lint (buf), gen/ freshness"
+	@echo "make lint    ruff, contract lint (buf), gen/ freshness, import contracts, mypy"
 	@echo "make bench   run the benchmarks under bench/"
 	@echo "make train-setup  create .train-venv (TensorFlow, tf2onnx) for training"
 	@echo "make train   train the LSTM into the next models/lstm/<version>/ (ARGS=... for"
@@ -49,6 +49,10 @@ lint:
 	$(BIN)/ruff format --check .
 	$(BIN)/buf lint 'gen/aifx_descriptor.pb#format=binpb' --exclude-path google
 	$(PY) scripts/check_gen_fresh.py
+	@# Architecture contracts (pyproject.toml [tool.importlinter]): domain code never
+	@# reaches gRPC or generated code; no service imports another.
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 format:
 	$(BIN)/ruff format .

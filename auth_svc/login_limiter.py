@@ -19,7 +19,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 
 from common.errors import RateLimited
-from common.kv import REDIS_ERRORS, Cooldown, fail_fast_options
+from common.kv import Cooldown, fail_fast_options, redis_errors
 from common.settings import LoginSettings, StorageSettings
 
 T = TypeVar("T")
@@ -33,13 +33,19 @@ class LoginLimiter:
         self._storage: Storage | None = None
         self._shared: MovingWindowRateLimiter | None = None
         self._cooldown = Cooldown()
+        # What a failing shared store raises; redis's errors are read (importing redis)
+        # only when a Redis is configured.
+        self._errors: tuple[type[BaseException], ...] = (StorageError,)
         if storage.redis_url:
+            self._errors = (StorageError, *redis_errors())
             self._storage = RedisStorage(
                 "async+" + storage.redis_url,
                 implementation="redispy",
                 key_prefix=f"{storage.redis_prefix}login",
                 wrap_exceptions=True,
-                **fail_fast_options(),
+                # limits types **options as scalars, but forwards them to redis-py's
+                # client, which takes the Retry object among them.
+                **fail_fast_options(),  # type: ignore[arg-type]
             )
             self._shared = MovingWindowRateLimiter(self._storage)
 
@@ -74,6 +80,6 @@ class LoginLimiter:
         if self._shared is not None and not self._cooldown.active:
             try:
                 return await op(self._shared)
-            except (StorageError, *REDIS_ERRORS) as exc:
+            except self._errors as exc:
                 self._cooldown.trip("rate limit", exc)
         return await op(self._memory)

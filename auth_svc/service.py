@@ -62,7 +62,9 @@ def preferences_input(message: auth_pb2.Preferences) -> PreferencesInput:
 
 
 class AuthService(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, accounts: Accounts, signing_key: SigningKey, trusted_proxies: list[str]):
+    def __init__(
+        self, accounts: Accounts, signing_key: SigningKey, trusted_proxies: list[str]
+    ) -> None:
         self._accounts = accounts
         self._signing_key = signing_key
         self._trusted_proxies = trusted_proxies
@@ -74,39 +76,53 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     def _signed_in(result: SignedIn) -> tuple[auth_pb2.User, auth_pb2.TokenPair]:
         return user_message(result.user), token_pair(result.tokens)
 
-    async def Register(self, request, context):  # noqa: N802
+    async def Register(  # noqa: N802
+        self, request: auth_pb2.RegisterRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.RegisterResponse:
         user, tokens = self._signed_in(
             await self._accounts.register(request.email, request.username, request.password)
         )
         return auth_pb2.RegisterResponse(user=user, tokens=tokens)
 
-    async def Login(self, request, context):  # noqa: N802
+    async def Login(  # noqa: N802
+        self, request: auth_pb2.LoginRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.LoginResponse:
         address = client_address(context, self._trusted_proxies)
         user, tokens = self._signed_in(
             await self._accounts.login(request.identifier, request.password, address)
         )
         return auth_pb2.LoginResponse(user=user, tokens=tokens)
 
-    async def Refresh(self, request, context):  # noqa: N802
+    async def Refresh(  # noqa: N802
+        self, request: auth_pb2.RefreshRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.RefreshResponse:
         tokens = await self._accounts.refresh(request.refresh_token)
         return auth_pb2.RefreshResponse(tokens=token_pair(tokens))
 
-    async def Logout(self, request, context):  # noqa: N802
+    async def Logout(  # noqa: N802
+        self, request: auth_pb2.LogoutRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.LogoutResponse:
         await self._accounts.logout(request.refresh_token, bearer_token(context))
         return auth_pb2.LogoutResponse()
 
-    async def GetMe(self, request, context):  # noqa: N802
+    async def GetMe(  # noqa: N802
+        self, request: auth_pb2.GetMeRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.GetMeResponse:
         claims = await self._caller(context)
         return auth_pb2.GetMeResponse(
             user=user_message(await self._accounts.get_user(claims.subject))
         )
 
-    async def GetPreferences(self, request, context):  # noqa: N802
+    async def GetPreferences(  # noqa: N802
+        self, request: auth_pb2.GetPreferencesRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.GetPreferencesResponse:
         claims = await self._caller(context)
         preferences = await self._accounts.get_preferences(claims.subject)
         return auth_pb2.GetPreferencesResponse(preferences=preferences_message(preferences))
 
-    async def UpdatePreferences(self, request, context):  # noqa: N802
+    async def UpdatePreferences(  # noqa: N802
+        self, request: auth_pb2.UpdatePreferencesRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.UpdatePreferencesResponse:
         claims = await self._caller(context)
         preferences = await self._accounts.update_preferences(
             claims.subject,
@@ -115,7 +131,9 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         )
         return auth_pb2.UpdatePreferencesResponse(preferences=preferences_message(preferences))
 
-    async def GetJwks(self, request, context):  # noqa: N802
+    async def GetJwks(  # noqa: N802
+        self, request: auth_pb2.GetJwksRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.GetJwksResponse:
         return auth_pb2.GetJwksResponse(
             keys=[auth_pb2.Jwk(**key) for key in self._signing_key.jwks()["keys"]]
         )
@@ -126,7 +144,9 @@ class AuthInternalService(auth_pb2_grpc.AuthInternalServiceServicer):
         self._accounts = accounts
         self._service_token = service_token
 
-    async def GetUserPreferences(self, request, context):  # noqa: N802
+    async def GetUserPreferences(  # noqa: N802
+        self, request: auth_pb2.GetUserPreferencesRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.GetUserPreferencesResponse:
         require_service_token(context, self._service_token)
         user = await self._accounts.get_user(request.user_id)
         preferences = await self._accounts.get_preferences(user.id)

@@ -60,7 +60,10 @@ class AccessTokenVerifier:
 
     @staticmethod
     def _load(jwks: dict[str, Any]) -> dict[str, Any]:
-        return {key.key_id: key.key for key in jwt.PyJWKSet.from_dict(jwks).keys}
+        """Key id → key. A key without a `kid` is left out: tokens pick their key by the
+        `kid` header, so such a key could never be selected."""
+        keys = jwt.PyJWKSet.from_dict(jwks).keys
+        return {key.key_id: key.key for key in keys if key.key_id is not None}
 
     def replace_keys(self, jwks: dict[str, Any]) -> None:
         """Swap in a new key set (key rotation) without recreating the verifier."""

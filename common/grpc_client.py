@@ -51,6 +51,7 @@ from common.grpc_metadata import SERVICE_TOKEN_HEADER
 
 StubT = TypeVar("StubT")
 ResponseT = TypeVar("ResponseT")
+ResponseT_co = TypeVar("ResponseT_co", covariant=True)
 
 DEFAULT_TIMEOUT_SECONDS = 2.0
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -109,16 +110,16 @@ class _StreamInterceptor(grpc.aio.UnaryStreamClientInterceptor):
         return await continuation(self._metadata.details(details), request)
 
 
-class UnaryMethod(Protocol[ResponseT]):
+class UnaryMethod(Protocol[ResponseT_co]):
     """A unary method of a grpc.aio stub."""
 
-    def __call__(self, request: Any, *, timeout: float | None = ...) -> Awaitable[ResponseT]: ...
+    def __call__(self, request: Any, *, timeout: float | None = ...) -> Awaitable[ResponseT_co]: ...
 
 
-class StreamMethod(Protocol[ResponseT]):
+class StreamMethod(Protocol[ResponseT_co]):
     """A server-streaming method of a grpc.aio stub."""
 
-    def __call__(self, request: Any) -> AsyncIterator[ResponseT]: ...
+    def __call__(self, request: Any) -> AsyncIterator[ResponseT_co]: ...
 
 
 class GrpcClient:

@@ -278,7 +278,7 @@ class Settings(BaseModel):
             name: group(_env_file=env_file, **_own(group, overrides))  # type: ignore[call-arg]
             for name, group in _groups().items()
         }
-        return cls(**groups)
+        return cls.model_validate(groups)
 
     def replace(self, **overrides: Any) -> Self:
         """A copy with `overrides` (flat field names, validated) applied."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import grpc
 import numpy as np
 from google.protobuf import timestamp_pb2
 
@@ -80,12 +81,16 @@ class InferenceService(inference_pb2_grpc.InferenceServiceServicer):
         self._backend = backend
         self._service_token = service_token
 
-    async def Predict(self, request, context):  # noqa: N802
+    async def Predict(  # noqa: N802
+        self, request: inference_pb2.PredictRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.PredictResponse:
         require_service_token(context, self._service_token)
         (prediction,) = await self._predictor.predict([prediction_input(request)])
         return prediction_message(prediction)
 
-    async def PredictBatch(self, request, context):  # noqa: N802
+    async def PredictBatch(  # noqa: N802
+        self, request: inference_pb2.PredictBatchRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.PredictBatchResponse:
         require_service_token(context, self._service_token)
         predictions = await self._predictor.predict(
             [prediction_input(r) for r in request.requests], batch_field="requests"
@@ -94,7 +99,9 @@ class InferenceService(inference_pb2_grpc.InferenceServiceServicer):
             responses=[prediction_message(p) for p in predictions]
         )
 
-    async def GetModelInfo(self, request, context):  # noqa: N802
+    async def GetModelInfo(  # noqa: N802
+        self, request: inference_pb2.GetModelInfoRequest, context: grpc.aio.ServicerContext
+    ) -> inference_pb2.GetModelInfoResponse:
         require_service_token(context, self._service_token)
         model = await self._backend.served_model()
         meta = model.metadata

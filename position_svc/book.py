@@ -138,7 +138,12 @@ class PositionBook:
         """Set the stop-loss and/or take-profit named in `levels` (None removes one),
         checked against the current price (so a stop may trail past the entry)."""
         current = await self._open_position(user_id, position_id, "position.id")
-        updated = replace(current, **levels, update_time=self._clock())
+        updated = replace(
+            current,
+            stop_loss=levels.get("stop_loss", current.stop_loss),
+            take_profit=levels.get("take_profit", current.take_profit),
+            update_time=self._clock(),
+        )
         price = self._watcher.latest_price(current.pair)
         violations = check_levels(
             current.side,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aifx.common.v1 import market_pb2
@@ -110,9 +111,10 @@ class ResponseCache:
 
     def __init__(self, size: int = MESSAGE_CACHE) -> None:
         self._size = size
-        self._entries: OrderedDict[tuple[int, type], tuple[Signal, Any]] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, object], tuple[Signal, Any]] = OrderedDict()
 
-    def response(self, signal: Signal, response_type: type[ResponseT]) -> ResponseT:
+    def response(self, signal: Signal, response_type: Callable[..., ResponseT]) -> ResponseT:
+        """The `response_type(signal=...)` message of `signal`, made once."""
         key = (id(signal), response_type)
         entry = self._entries.get(key)
         if entry is not None and entry[0] is signal:

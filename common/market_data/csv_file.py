@@ -40,6 +40,7 @@ import io
 import os
 import re
 from datetime import UTC, datetime
+from typing import Protocol
 
 from common.candles import TIMEFRAME_SECONDS, CandleError, Candles, make_candles
 from common.market import Timeframe
@@ -74,6 +75,15 @@ class CsvFormatError(MarketDataError):
         self.problem = problem
         self.line = line
         self.column = column
+
+
+class _Fail(Protocol):
+    """How the checks below build the error they raise: `_parse`'s `fail`, which knows
+    the file's name so the checks need not carry it."""
+
+    def __call__(
+        self, problem: str, line: int | None = None, column: str | None = None
+    ) -> CsvFormatError: ...
 
 
 def load_csv_history(
@@ -178,7 +188,7 @@ def _parse(name: str, raw: bytes, pair: str, timeframe: Timeframe) -> Candles:
         raise fail(str(exc)) from None
 
 
-def _header(row: list[str], line: int, fail) -> list[str]:
+def _header(row: list[str], line: int, fail: _Fail) -> list[str]:
     columns = [cell.strip().lower() for cell in row]
     hint = ""
     if len(row) == 1 and any(sep in row[0] for sep in ";\t|"):
@@ -197,7 +207,7 @@ def _header(row: list[str], line: int, fail) -> list[str]:
     return columns
 
 
-def _time(cell: str, line: int, fail) -> int:
+def _time(cell: str, line: int, fail: _Fail) -> int:
     if _EPOCH.fullmatch(cell):
         epoch = int(cell)
         if epoch >= _MAX_EPOCH:
@@ -218,7 +228,7 @@ def _time(cell: str, line: int, fail) -> int:
     return int(moment.timestamp())
 
 
-def _number(cell: str, line: int, column: str, fail) -> float:
+def _number(cell: str, line: int, column: str, fail: _Fail) -> float:
     if not _DECIMAL.fullmatch(cell):
         raise fail(f"'{cell}' is not a number", line, column)
     number = float(cell)
@@ -231,7 +241,7 @@ def _number(cell: str, line: int, column: str, fail) -> float:
     return number
 
 
-def _check_bar(numbers: dict[str, float], cells: dict[str, str], line: int, fail) -> None:
+def _check_bar(numbers: dict[str, float], cells: dict[str, str], line: int, fail: _Fail) -> None:
     high, low = numbers["high"], numbers["low"]
     if high < low:
         raise fail(f"high {cells['high']} is below low {cells['low']}", line)

@@ -194,7 +194,9 @@ class PreparedData:
     labels: dict[str, np.ndarray]  # split name → int64 [n]
 
 
-def prepare(samples: Samples, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS):
+def prepare(
+    samples: Samples, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
+) -> PreparedData:
     """Split `samples`, fit the scaler on the training part only, scale every part."""
     split = chronological_split(samples.bars, samples.purge_gap, fractions)
     scaler = Scaler.fit(samples.features[split.train])

@@ -253,9 +253,11 @@ def evaluate_all(
         "bootstrap": {"block": block, "resamples": BOOTSTRAP_RESAMPLES, "seed": seed},
     }
     for name, (hard, probs, description) in baselines.items():
-        entry = ev.score(probs, y_test, predicted=hard)
-        entry["signals"] = ev.signal_accuracy(hard, y_test, None, threshold)
-        entry["description"] = description
+        entry: dict[str, object] = {
+            **ev.score(probs, y_test, predicted=hard),
+            "signals": ev.signal_accuracy(hard, y_test, None, threshold),
+            "description": description,
+        }
         metrics["baselines"][name] = entry
         metrics["comparisons"][name] = ev.compare(
             y_test, predicted, probabilities, hard, probs, block, seed=seed

@@ -72,13 +72,22 @@ def start_run(
     return run_id
 
 
+async def _recorded_run(session: AsyncSession, run_id: str) -> TrainingRunRow:
+    """The run's row. The pipeline records a run before updating it, so a missing row is
+    a programming error, reported by name rather than as an AttributeError on None."""
+    row = await session.get(TrainingRunRow, run_id)
+    if row is None:
+        raise LookupError(f"training run {run_id!r} is not recorded")
+    return row
+
+
 def record_data(
     settings: Settings, run_id: str, source: str, first_time: int, last_time: int
 ) -> None:
     """Where the run's candles came from and the open times of the first and last."""
 
     async def work(session: AsyncSession) -> None:
-        row = await session.get(TrainingRunRow, run_id)
+        row = await _recorded_run(session, run_id)
         row.data_source = source
         row.data_start = datetime.fromtimestamp(first_time, UTC)
         row.data_end = datetime.fromtimestamp(last_time, UTC)
@@ -96,7 +105,7 @@ def finish_run(
     """Mark the run "succeeded" (with its metrics) or, given an error, "failed"."""
 
     async def work(session: AsyncSession) -> None:
-        row = await session.get(TrainingRunRow, run_id)
+        row = await _recorded_run(session, run_id)
         row.finished_at = datetime.now(UTC)
         row.status = FAILED if error is not None else SUCCEEDED
         row.metrics = metrics

@@ -37,7 +37,7 @@ from common.grpc_metadata import SERVICE_TOKEN_HEADER
 from common.migrations import upgrade
 from common.server import RunningServer, start_server
 from common.settings import Settings
-from tests.e2e.conftest import envoy_settings, http_client, running_envoy, wait_for_jwks
+from tests.envoy import envoy_settings, http_client, running_envoy, wait_for_jwks
 from tests.inference.conftest import (  # noqa: F401 (fixtures used by this directory)
     InferenceStack,
     inference,

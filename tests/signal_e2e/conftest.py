@@ -34,7 +34,7 @@ from common.grpc_metadata import SERVICE_TOKEN_HEADER
 from common.migrations import upgrade
 from common.server import RunningServer, start_server
 from common.settings import Settings
-from tests.e2e.conftest import (
+from tests.envoy import (
     envoy_settings,
     http_client,
     running_envoy,

@@ -1,6 +1,6 @@
 """The live provider, with Yahoo replaced by a loader that answers with the real bundled
 bars Yahoo would have had at the test's clock (the real yfinance path is covered by
-tests/integration/test_yfinance_standin.py): closed bars only, new closes per poll,
+tests/market_data/test_yfinance_standin.py): closed bars only, new closes per poll,
 ticks, work off the event loop's thread, and a clean MarketDataUnavailable offline."""
 
 from __future__ import annotations

@@ -21,14 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from aifx.auth.v1 import auth_pb2, auth_pb2_grpc
 from auth_svc.signing_keys import load_signing_key
 from common.service_credentials import load_service_token
-from tests.e2e.conftest import (
-    PASSWORD,
-    EdgeStack,
-    envoy_settings,
-    http_client,
-    running_envoy,
-    unique_account,
-)
+from tests.auth_e2e.conftest import EdgeStack
+from tests.envoy import PASSWORD, envoy_settings, http_client, running_envoy, unique_account
 from tests.infra import free_port, make_settings
 
 pytestmark = pytest.mark.e2e

@@ -1,10 +1,7 @@
-"""End-to-end fixtures: a real Envoy in front of the in-process auth_svc of the `auth`
-fixture (once per backend: the embedded SQLite default and PostgreSQL + Redis).
+"""A real Envoy for tests: start and stop it without blocking the event loop, its
+settings on free ports, an HTTP client for it, and waiting until it has the JWKS.
 
-auth_svc runs in this test process, in the same event loop as the tests, so everything
-here talks to it asynchronously: Envoy is started and stopped in a worker thread, HTTP
-goes through `httpx.AsyncClient`, grpcurl runs as an asyncio subprocess, and nothing
-blocks the loop while the server must answer.
+Shared by every suite that goes through Envoy (auth, signals, positions).
 """
 
 from __future__ import annotations
@@ -13,33 +10,15 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
 
 from common.settings import Settings
-from tests.infra import AuthStack, EnvoyProcess, eventually, free_port, start_envoy, stop_envoy
+from tests.infra import EnvoyProcess, eventually, free_port, start_envoy, stop_envoy
 
 JWKS_READY_TIMEOUT = 20.0
 PASSWORD = "correct horse battery"
-
-
-@dataclass
-class EdgeStack:
-    """A real Envoy routing to the in-process auth_svc of `auth`."""
-
-    auth: AuthStack
-    envoy: EnvoyProcess
-
-    @property
-    def settings(self) -> Settings:
-        return self.auth.settings
-
-    @property
-    def url(self) -> str:
-        return self.envoy.url
 
 
 def http_client(base_url: str) -> httpx.AsyncClient:
@@ -111,21 +90,3 @@ def envoy_settings(settings: Settings, auth_port: int) -> Settings:
             "auth_port": auth_port,
         }
     )
-
-
-@pytest.fixture(scope="session")
-async def edge(
-    auth: AuthStack, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[EdgeStack]:
-    """Envoy in front of `auth` with the JWKS already fetched: one per backend."""
-    settings = envoy_settings(auth.settings, auth.server.port)
-    async with running_envoy(settings, tmp_path_factory.mktemp("envoy")) as envoy:
-        await wait_for_jwks(envoy)
-        yield EdgeStack(auth, envoy)
-
-
-@pytest.fixture
-async def http(edge: EdgeStack) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client for Envoy's public listener."""
-    async with http_client(edge.url) as client:
-        yield client
