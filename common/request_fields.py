@@ -31,6 +31,8 @@ TIMEFRAME_UNSPECIFIED = 0
 _TIMEFRAMES = {number: timeframe for timeframe, number in TIMEFRAME_NUMBERS.items()}
 TIMEFRAME_NAMES = ", ".join(timeframe_enum_name(timeframe) for timeframe in Timeframe)
 PAIR_EXAMPLE = "e.g. EUR/USD or EURUSD"
+# The timeframe of a request that reads one series and names none.
+SERIES_TIMEFRAME = Timeframe.H1
 
 
 def pair(raw: str, field: str, violations: ViolationCollector, *, required: bool) -> str | None:
@@ -94,6 +96,19 @@ def timeframes(
         elif known not in read:
             read.append(known)
     return read
+
+
+def series(
+    pair_raw: str, timeframe_value: int, violations: ViolationCollector
+) -> tuple[str, Timeframe] | None:
+    """The (pair, timeframe) of a request that reads one series (`pair` and
+    `timeframe` fields): the pair is required, the timeframe defaults to 1h. None after
+    recording what is wrong."""
+    pair_read = pair(pair_raw, "pair", violations, required=True)
+    timeframe_read = timeframe(timeframe_value, "timeframe", violations, default=SERIES_TIMEFRAME)
+    if pair_read is None or timeframe_read is None:
+        return None
+    return pair_read, timeframe_read
 
 
 def confidence(value: float, field: str, violations: ViolationCollector) -> float:

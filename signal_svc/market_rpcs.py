@@ -27,8 +27,6 @@ SOURCE_TO_PROTO: dict[str, signal_pb2.MarketDataSource.ValueType] = {
     "replay": signal_pb2.MARKET_DATA_SOURCE_REPLAY,
     "csv": signal_pb2.MARKET_DATA_SOURCE_CSV,
 }
-# What GetCandles reads when the request names no timeframe.
-DEFAULT_TIMEFRAME = Timeframe.H1
 # ListPairs pages carry no filters: every token is issued for the same (empty) ones.
 _PAIRS_FILTERS = pagination.fingerprint({"list": "pairs"})
 
@@ -131,13 +129,11 @@ class MarketRpcs:
         self, request: signal_pb2.GetCandlesRequest
     ) -> signal_pb2.GetCandlesResponse:
         violations = ViolationCollector()
-        pair = request_fields.pair(request.pair, "pair", violations, required=True)
-        timeframe = request_fields.timeframe(
-            request.timeframe, "timeframe", violations, default=DEFAULT_TIMEFRAME
-        )
+        series = request_fields.series(request.pair, request.timeframe, violations)
         limit = parse_limit(request.limit, violations)
         violations.raise_if_any()
-        assert pair is not None and timeframe is not None
+        assert series is not None
+        pair, timeframe = series
         stored = await self._market.candles(pair, timeframe, limit)
         return candles_response(pair, timeframe, stored)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 from aifx.signal.v1 import signal_pb2
 from common import request_fields
 from common.errors import NotFound, ViolationCollector
-from common.market import Timeframe
 from common.pagination import effective_page_size
 from common.time import as_utc
 from signal_svc.convert import ACTION_FROM_PROTO, ResponseCache, signal_message
@@ -23,8 +22,6 @@ from signal_svc.ports import SignalFilter
 from signal_svc.repository import SignalRepository
 from signal_svc.signal_cache import SignalCache
 
-# What GetSignal reads when the request names no timeframe.
-DEFAULT_TIMEFRAME = Timeframe.H1
 _ACTIONS = "TRADE_ACTION_BUY, TRADE_ACTION_SELL or TRADE_ACTION_HOLD"
 
 
@@ -40,12 +37,10 @@ class SignalRpcs:
         self, request: signal_pb2.GetSignalRequest
     ) -> signal_pb2.GetSignalResponse:
         violations = ViolationCollector()
-        pair = request_fields.pair(request.pair, "pair", violations, required=True)
-        timeframe = request_fields.timeframe(
-            request.timeframe, "timeframe", violations, default=DEFAULT_TIMEFRAME
-        )
+        series = request_fields.series(request.pair, request.timeframe, violations)
         violations.raise_if_any()
-        assert pair is not None and timeframe is not None
+        assert series is not None
+        pair, timeframe = series
         signal = await self._cache.latest(pair, timeframe)
         if signal is None:
             raise NotFound(

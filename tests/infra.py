@@ -28,12 +28,14 @@ from typing import Any, TypeVar
 
 import asyncpg
 import grpc
+import jwt
 import pytest
 import redis.asyncio as aioredis
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from common.migrations import upgrade
 from common.server import RunningServer, start_server
-from common.settings import Settings
+from common.settings import Settings, TokenSettings
 
 PG_ADMIN_DSN = os.environ.get("AIFX_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("AIFX_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -145,6 +147,25 @@ async def delete_redis_prefix(prefix: str, url: str = REDIS_URL) -> None:
             await client.delete(*keys)
     finally:
         await client.aclose()
+
+
+def sign_access_token(
+    private_key: Ed25519PrivateKey, kid: str, tokens: TokenSettings, **claims: Any
+) -> str:
+    """An access token as auth_svc would issue it, signed with `private_key` (auth_svc's
+    own, or another to forge one), with `claims` overriding the usual ones."""
+    now = int(time.time())
+    payload = {
+        "iss": tokens.jwt_issuer,
+        "aud": tokens.jwt_audience,
+        "sub": str(uuid.uuid4()),
+        "iat": now,
+        "exp": now + 600,
+        "jti": uuid.uuid4().hex,
+        "scope": "user",
+        **claims,
+    }
+    return jwt.encode(payload, private_key, algorithm="EdDSA", headers={"kid": kid})
 
 
 def make_settings(var_dir: Path, **overrides: object) -> Settings:

@@ -23,7 +23,7 @@ from auth_svc.signing_keys import load_signing_key
 from common.service_credentials import load_service_token
 from tests.auth_e2e.conftest import EdgeStack
 from tests.envoy import PASSWORD, envoy_settings, http_client, running_envoy, unique_account
-from tests.infra import free_port, make_settings
+from tests.infra import free_port, make_settings, sign_access_token
 
 pytestmark = pytest.mark.e2e
 
@@ -95,21 +95,6 @@ def assert_token_pair(tokens: dict[str, Any], settings_ttl: int) -> None:
         "refreshToken",
         "refreshExpireTime",
     }
-
-
-def sign(private_key: Ed25519PrivateKey, kid: str, edge: EdgeStack, **claims: Any) -> str:
-    now = int(time.time())
-    payload = {
-        "iss": edge.settings.tokens.jwt_issuer,
-        "aud": edge.settings.tokens.jwt_audience,
-        "sub": str(uuid.uuid4()),
-        "iat": now,
-        "exp": now + 600,
-        "jti": uuid.uuid4().hex,
-        "scope": "user",
-        **claims,
-    }
-    return jwt.encode(payload, private_key, algorithm="EdDSA", headers={"kid": kid})
 
 
 # --- register ------------------------------------------------------------------------
@@ -298,7 +283,9 @@ async def test_me_with_a_forged_token_is_401(edge: EdgeStack, http):
     _, registered = await register(http)
     real = jwt.decode(registered["tokens"]["accessToken"], options={"verify_signature": False})
     kid = jwt.get_unverified_header(registered["tokens"]["accessToken"])["kid"]
-    forged = sign(Ed25519PrivateKey.generate(), kid, edge, sub=real["sub"])
+    forged = sign_access_token(
+        Ed25519PrivateKey.generate(), kid, edge.settings.tokens, sub=real["sub"]
+    )
 
     body = error(await http.get("/api/v1/auth/me", headers=bearer(forged)), 401, 16)
     assert "verification fail" in body["message"].lower()
@@ -308,10 +295,10 @@ async def test_me_with_an_expired_token_is_401(edge: EdgeStack, http):
     _, registered = await register(http)
     key = load_signing_key(edge.settings)  # the real key: only the expiry is wrong
     past = int(time.time()) - 3600
-    expired = sign(
+    expired = sign_access_token(
         key.private_key,
         key.kid,
-        edge,
+        edge.settings.tokens,
         sub=registered["user"]["id"],
         iat=past - 600,
         exp=past,
@@ -324,7 +311,13 @@ async def test_me_with_an_expired_token_is_401(edge: EdgeStack, http):
 async def test_me_with_a_token_for_another_audience_is_401(edge: EdgeStack, http):
     _, registered = await register(http)
     key = load_signing_key(edge.settings)
-    token = sign(key.private_key, key.kid, edge, sub=registered["user"]["id"], aud="someone-else")
+    token = sign_access_token(
+        key.private_key,
+        key.kid,
+        edge.settings.tokens,
+        sub=registered["user"]["id"],
+        aud="someone-else",
+    )
 
     error(await http.get("/api/v1/auth/me", headers=bearer(token)), 401, 16)
 
@@ -413,7 +406,9 @@ async def test_logout_with_only_the_refresh_token_works(http):
 
 async def test_logout_with_a_bad_access_token_is_refused_by_envoy(edge: EdgeStack, http):
     _, registered = await register(http)
-    forged = sign(Ed25519PrivateKey.generate(), "whatever", edge, sub=registered["user"]["id"])
+    forged = sign_access_token(
+        Ed25519PrivateKey.generate(), "whatever", edge.settings.tokens, sub=registered["user"]["id"]
+    )
 
     response = await http.post(
         "/api/v1/auth/logout",

@@ -78,3 +78,15 @@ def test_confidence_is_from_0_to_1(value, ok):
     read = request_fields.confidence(value, "min_confidence", errors)
     assert (not errors.violations) == ok
     assert read == (value if ok else 0.0)
+
+
+def test_a_series_needs_a_pair_and_reads_1h_when_no_timeframe_is_named():
+    errors = ViolationCollector()
+    assert request_fields.series("eurusd", 0, errors) == ("EUR/USD", Timeframe.H1)
+    assert request_fields.series("gbpusd", market_pb2.TIMEFRAME_H4, errors) == (
+        "GBP/USD",
+        Timeframe.H4,
+    )
+    assert errors.violations == []
+    assert request_fields.series("", 42, errors) is None
+    assert fields_of(errors) == ["pair", "timeframe"]

@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from auth_svc.signing_keys import load_signing_key
+from tests.infra import sign_access_token
 from tests.signal_e2e.conftest import (
     SignalEdge,
     bearer,
@@ -353,21 +354,6 @@ PROTECTED = [
 ]
 
 
-def forge(private_key: Ed25519PrivateKey, kid: str, settings, **claims) -> str:
-    now = int(time.time())
-    payload = {
-        "iss": settings.tokens.jwt_issuer,
-        "aud": settings.tokens.jwt_audience,
-        "sub": str(uuid.uuid4()),
-        "iat": now,
-        "exp": now + 600,
-        "jti": uuid.uuid4().hex,
-        "scope": "user",
-        **claims,
-    }
-    return jwt.encode(payload, private_key, algorithm="EdDSA", headers={"kid": kid})
-
-
 @pytest.mark.parametrize("path", PROTECTED)
 async def test_no_token_is_401_json(http: httpx.AsyncClient, path: str):
     response = await http.get(path)
@@ -379,7 +365,7 @@ async def test_no_token_is_401_json(http: httpx.AsyncClient, path: str):
 @pytest.mark.parametrize("path", PROTECTED)
 async def test_a_forged_token_is_401(signal_edge: SignalEdge, http: httpx.AsyncClient, path: str):
     kid = jwt.get_unverified_header(signal_edge.access_token)["kid"]
-    forged = forge(Ed25519PrivateKey.generate(), kid, signal_edge.settings)
+    forged = sign_access_token(Ed25519PrivateKey.generate(), kid, signal_edge.settings.tokens)
 
     response = await http.get(path, headers=bearer(forged))
 
@@ -393,8 +379,12 @@ async def test_an_expired_or_foreign_audience_token_is_401(
     key = load_signing_key(signal_edge.settings)  # the real key
     past = int(time.time()) - 3600
     tokens = [
-        forge(key.private_key, key.kid, signal_edge.settings, iat=past - 600, exp=past),
-        forge(key.private_key, key.kid, signal_edge.settings, aud="someone-else"),
+        sign_access_token(
+            key.private_key, key.kid, signal_edge.settings.tokens, iat=past - 600, exp=past
+        ),
+        sign_access_token(
+            key.private_key, key.kid, signal_edge.settings.tokens, aud="someone-else"
+        ),
     ]
     for token in tokens:
         error_body(await http.get(SIGNAL_PATH, headers=bearer(token)), 401, 16)

@@ -14,7 +14,7 @@ from common.kv import create_store
 from common.migrations import upgrade
 from signal_svc.market import OfflineHistory, bundled_history
 from signal_svc.models import CandleRow
-from tests.signal_market.helpers import SteppedClock
+from tests.infra import SteppedClock
 
 
 @pytest.fixture(scope="session")

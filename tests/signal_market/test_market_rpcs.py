@@ -28,9 +28,8 @@ from signal_svc.market_rpcs import MarketRpcs
 from signal_svc.service import SignalInternalService, SignalService
 from signal_svc.signal_rpcs import SignalRpcs
 from signal_svc.stream_rpcs import StreamRpcs
-from tests.infra import eventually, make_settings
+from tests.infra import SteppedClock, eventually, make_settings
 from tests.servicer_parts import SERVICE, USER, FixedGate, not_exercised
-from tests.signal_market.helpers import SteppedClock
 
 EURUSD = "EUR/USD"
 SERVICE_NAMES = [
