@@ -157,7 +157,7 @@ class GrpcClient:
         stub = self._stubs.get(stub_type)
         if stub is None:
             stub = self._stubs[stub_type] = stub_type(self.channel())
-        return stub  # type: ignore[no-any-return]
+        return stub
 
     async def unary(
         self,

@@ -52,7 +52,7 @@ _ERROR_UNKNOWN = 2  # tensorflow.error.Code.UNKNOWN
 def _require_model_spec(request: object) -> model_pb2.ModelSpec:
     if not request.HasField("model_spec"):  # type: ignore[attr-defined]
         raise InvalidArgument([FieldViolation("model_spec", "Missing ModelSpec")])
-    return request.model_spec  # type: ignore[attr-defined,no-any-return]
+    return request.model_spec  # type: ignore[attr-defined]
 
 
 def _version_choice(spec: model_pb2.ModelSpec) -> tuple[int | None, str | None]:
