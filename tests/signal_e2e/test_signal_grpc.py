@@ -17,8 +17,8 @@ from grpc_status import rpc_status
 from aifx.common.v1 import market_pb2
 from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
 from common.grpc_metadata import SERVICE_TOKEN_HEADER
+from tests.infra import sign_access_token
 from tests.signal_e2e.conftest import SignalEdge, stored_signals
-from tests.signal_e2e.test_signal_rest import forge
 
 pytestmark = pytest.mark.e2e
 
@@ -82,14 +82,10 @@ async def test_subscribe_signals_resumes_after_an_id(signal_edge: SignalEdge):
 @pytest.mark.parametrize("credential", ["none", "forged", "service token as bearer"])
 async def test_subscribe_signals_needs_a_valid_token(signal_edge: SignalEdge, credential: str):
     kid = jwt.get_unverified_header(signal_edge.access_token)["kid"]
+    forged = sign_access_token(Ed25519PrivateKey.generate(), kid, signal_edge.settings.tokens)
     metadata = {
         "none": (),
-        "forged": (
-            (
-                "authorization",
-                f"Bearer {forge(Ed25519PrivateKey.generate(), kid, signal_edge.settings)}",
-            ),
-        ),
+        "forged": (("authorization", f"Bearer {forged}"),),
         "service token as bearer": (("authorization", f"Bearer {signal_edge.service_token}"),),
     }[credential]
     call = signal_edge.stub.SubscribeSignals(

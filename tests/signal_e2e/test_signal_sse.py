@@ -15,6 +15,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tests.infra import sign_access_token
 from tests.signal_e2e.conftest import (
     SignalEdge,
     SseReader,
@@ -24,7 +25,7 @@ from tests.signal_e2e.conftest import (
     stored_signals,
     violations,
 )
-from tests.signal_e2e.test_signal_rest import check_signal, forge
+from tests.signal_e2e.test_signal_rest import check_signal
 
 pytestmark = pytest.mark.e2e
 
@@ -185,7 +186,7 @@ async def test_signal_stream_with_a_forged_token_in_the_query_is_401(
     signal_edge: SignalEdge, http: httpx.AsyncClient
 ):
     kid = jwt.get_unverified_header(signal_edge.access_token)["kid"]
-    forged = forge(Ed25519PrivateKey.generate(), kid, signal_edge.settings)
+    forged = sign_access_token(Ed25519PrivateKey.generate(), kid, signal_edge.settings.tokens)
 
     response = await http.get(STREAM_PATH, params={"access_token": forged}, headers=EVENT_STREAM)
 
