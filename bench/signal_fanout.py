@@ -2,8 +2,8 @@
 
 Three kinds of processes, so the server's resident memory is its own:
 
-- the SERVER (this script with `--role server`): the stream RPC mixins of signal_svc
-  (`StreamRpcs`) composed with a fixed-token authenticate, served by the real server
+- the SERVER (this script with `--role server`): signal_svc's real SignalService with
+  its stream handlers (`StreamRpcs`) and a fixed-token gate, served by the real server
   bootstrap (interceptor, health, reflection), the Broadcaster, the RelayPublisher (local,
   or through Redis with --redis-url) and the real signal repository on the embedded
   SQLite database (or --database-url). On command it plays the scheduler: for each signal
@@ -68,14 +68,12 @@ import numpy as np
 from proc_stats import cpu_seconds, memory_mb, rss_parts
 
 from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
-from common.callers import Caller
-from common.errors import Unauthenticated
-from common.grpc_metadata import bearer_token
 from common.market import Timeframe
 from common.settings import REPO_ROOT, Settings
 
 # Not imported here: what only the orchestrator uses (common.migrations: Alembic;
-# tests.infra: pytest, asyncpg), about 16 MB the server process must not count.
+# tests.infra: pytest, asyncpg), about 16 MB the server process must not count. (The
+# server takes its fixed-token gate from tests.servicer_parts, which imports neither.)
 
 TARGET_P99_MS = 100.0
 TARGET_RSS_MB = 150.0
@@ -93,10 +91,15 @@ async def serve(args: argparse.Namespace, bars: list[list[float]]) -> None:
     from common.db import create_engine, session_factory
     from common.logging import configure_logging
     from common.server import ServiceSpec, start_server
+    from signal_svc.convert import ResponseCache
     from signal_svc.fanout import Broadcaster
+    from signal_svc.market_rpcs import MarketRpcs
     from signal_svc.redis_relay import RelayPublisher
     from signal_svc.repository import SignalRepository
+    from signal_svc.service import SignalService
+    from signal_svc.signal_rpcs import SignalRpcs
     from signal_svc.stream_rpcs import StreamRpcs
+    from tests.servicer_parts import FixedGate, not_exercised
 
     settings = Settings.load(
         None,
@@ -125,16 +128,18 @@ async def serve(args: argparse.Namespace, bars: list[list[float]]) -> None:
     if relay.uses_redis and not await relay.wait_listening(5):
         raise SystemExit("Redis unreachable")
 
-    class BenchSignalService(StreamRpcs, signal_pb2_grpc.SignalServiceServicer):
-        def __init__(self) -> None:
-            self.broadcaster = broadcaster
-            self.signal_reader = repository
-            self.settings = settings
-
-        async def authenticate(self, context: grpc.aio.ServicerContext) -> Caller:
-            if bearer_token(context) != TOKEN:
-                raise Unauthenticated("missing or bad access token")
-            return Caller(user_id="bench")
+    streams = StreamRpcs(
+        broadcaster,
+        repository,
+        ResponseCache(),
+        heartbeat_seconds=settings.streams.stream_heartbeat_seconds,
+    )
+    parts = (
+        FixedGate(user_token=TOKEN, user_id="bench"),
+        not_exercised(MarketRpcs),
+        not_exercised(SignalRpcs),
+        streams,
+    )
 
     handed: dict[int, array[float]] = {}
 
@@ -153,13 +158,13 @@ async def serve(args: argparse.Namespace, bars: list[list[float]]) -> None:
                 handed.setdefault(key, array("d")).append(time.time())
             await self._context.write(response)
 
-    class TimedSignalService(BenchSignalService):
+    class TimedSignalService(SignalService):
         """Also notes when each signal message is handed to gRPC for sending."""
 
         async def SubscribeSignals(self, request: Any, context: Any) -> None:  # noqa: N802
             await super().SubscribeSignals(request, TimedContext(context))
 
-    service = TimedSignalService() if args.server_timing else BenchSignalService()
+    service = TimedSignalService(*parts) if args.server_timing else SignalService(*parts)
     spec = ServiceSpec(
         "signal-fanout-bench",
         lambda server: signal_pb2_grpc.add_SignalServiceServicer_to_server(service, server),

@@ -15,11 +15,13 @@ What every call gets, so no client repeats it:
 - **Metadata**: the service credential (`x-aifx-service-token`) when the client has one,
   and the request id of the RPC being served (common.request_id), so one user request
   can be followed through the log of every service it touched.
-- **Wait for ready**: a call to a dependency that is not up yet (still starting, or
-  restarting) waits for it within the call's deadline instead of failing at once
-  because the channel is in reconnect backoff. Every call has a deadline
-  (`timeout_seconds` unless the caller passes one), so nothing waits forever; streams
-  have none and wait until the dependency is back.
+- **Wait for ready** (unary calls): a call to a dependency that is not up yet (still
+  starting, or restarting) waits for it within the call's deadline instead of failing
+  at once because the channel is in reconnect backoff. Every unary call has a deadline
+  (`timeout_seconds` unless the caller passes one), so nothing waits forever. Streams
+  have no deadline and fail at once when the dependency is down: their owners (the
+  watcher, the relay) reconnect with backoff of their own and catch up on what they
+  missed, which they could not do while blocked waiting.
 - **Domain errors**: a failed call raises `common.errors` types (`domain_error`), with
   the callee's field violations, reason and retry delay kept, so code behind a client
   never catches `grpc.aio.AioRpcError`.
@@ -71,21 +73,23 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
 
 
 class _CallMetadata:
-    """What every call gets: the service credential, the current request id, and
-    wait-for-ready (unless the caller decided otherwise)."""
+    """What every call gets: the service credential and the current request id."""
 
     def __init__(self, service_token: str) -> None:
         self._fixed: tuple[tuple[str, str], ...] = (
             ((SERVICE_TOKEN_HEADER, service_token),) if service_token else ()
         )
 
-    def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    def details(
+        self, details: grpc.aio.ClientCallDetails, *, wait_for_ready: bool
+    ) -> grpc.aio.ClientCallDetails:
         metadata = [*self._fixed, *(details.metadata or ())]
         current = request_id.current()
         if current and not any(key == request_id.HEADER for key, _ in metadata):
             metadata.append((request_id.HEADER, current))
-        wait = True if details.wait_for_ready is None else details.wait_for_ready
-        return details._replace(metadata=tuple(metadata), wait_for_ready=wait)
+        if details.wait_for_ready is not None:  # the caller decided
+            wait_for_ready = details.wait_for_ready
+        return details._replace(metadata=tuple(metadata), wait_for_ready=wait_for_ready)
 
 
 # grpc.aio files an interceptor under the first call kind it implements only, so unary
@@ -97,7 +101,7 @@ class _UnaryInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
-        return await continuation(self._metadata.details(details), request)
+        return await continuation(self._metadata.details(details, wait_for_ready=True), request)
 
 
 class _StreamInterceptor(grpc.aio.UnaryStreamClientInterceptor):
@@ -107,7 +111,7 @@ class _StreamInterceptor(grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
-        return await continuation(self._metadata.details(details), request)
+        return await continuation(self._metadata.details(details, wait_for_ready=False), request)
 
 
 class UnaryMethod(Protocol[ResponseT_co]):

@@ -230,3 +230,14 @@ async def test_a_bug_in_the_callee_is_unavailable_with_its_request_id() -> None:
             await client.unary(stub(client).GetPriceInternal, REQUEST)
     assert "INTERNAL" in caught.value.message and "request id" in caught.value.message
     assert caught.value.reason == "INTERNAL"
+
+
+async def test_a_stream_to_a_dependency_that_is_down_fails_at_once() -> None:
+    """Streams have no deadline to wait within: their owners reconnect with backoff of
+    their own (and catch up), so a stream to a dead dependency fails straight away."""
+    async with client_of(free_port(), timeout_seconds=30.0) as client:
+        stream = client.stream(
+            stub(client).StreamPricesInternal, signal_pb2.StreamPricesInternalRequest()
+        )
+        with pytest.raises(Unavailable):
+            await asyncio.wait_for(anext(stream), 5)

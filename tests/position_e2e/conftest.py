@@ -110,7 +110,9 @@ class PositionEdge:
         return response.price
 
 
-@pytest.fixture(scope="session")
+# Package scope: the stack replays, predicts and watches all the time, so it stops when
+# this directory's tests are done instead of loading the event loop of every later test.
+@pytest.fixture(scope="package")
 async def position_edge(
     auth: AuthStack,
     inference: InferenceStack,  # noqa: F811 (the fixture imported above)

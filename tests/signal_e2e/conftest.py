@@ -205,7 +205,9 @@ async def stop_or_explain(running: RunningServer) -> None:
     raise RuntimeError(f"signal_svc did not stop within {STOP_TIMEOUT:.0f} s; tasks:\n{chains}")
 
 
-@pytest.fixture(scope="session")
+# Package scope: the stack replays and predicts all the time, so it stops when this
+# directory's tests are done instead of loading the event loop of every later test.
+@pytest.fixture(scope="package")
 async def signal_edge(
     auth: AuthStack,
     inference: InferenceStack,  # noqa: F811 (the fixture imported above)

@@ -10,8 +10,7 @@ from common.candles import Candles
 from common.market import Timeframe
 from signal_svc import technical
 from signal_svc.engine import HISTORY_BARS
-from signal_svc.inference_client import ModelPrediction, Outcome
-from signal_svc.ports import CandleClosed
+from signal_svc.ports import CandleClosed, ModelPrediction, Outcome
 from signal_svc.signals import Action, Signal
 
 
