@@ -20,8 +20,8 @@ What every call gets, so no client repeats it:
   at once because the channel is in reconnect backoff. Every unary call has a deadline
   (`timeout_seconds` unless the caller passes one), so nothing waits forever. Streams
   have no deadline and fail at once when the dependency is down: their owners (the
-  watcher, the relay) reconnect with backoff of their own and catch up on what they
-  missed, which they could not do while blocked waiting.
+  position watcher's price stream, say) reconnect with backoff of their own and catch
+  up on what they missed, which they could not do while blocked waiting.
 - **Domain errors**: a failed call raises `common.errors` types (`domain_error`), with
   the callee's field violations, reason and retry delay kept, so code behind a client
   never catches `grpc.aio.AioRpcError`.

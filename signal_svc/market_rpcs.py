@@ -8,7 +8,8 @@ Streams write their responses (`context.write`), like the signal streams.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from typing import Any
 
 import grpc
 
@@ -168,25 +169,28 @@ class MarketRpcs:
             ),
         )
 
-    async def stream_prices(
+    # Like the signal streams: the request is checked at once, and the writing
+    # coroutine returned for the servicer to await (one frame less per stream).
+
+    def stream_prices(
         self, request: signal_pb2.StreamPricesRequest, context: grpc.aio.ServicerContext
-    ) -> None:
+    ) -> Coroutine[Any, Any, None]:
         """Writes StreamPricesResponse messages: at least one pair is required."""
         pairs = self._stream_pairs(request.pairs, required=True)
-        await self._write_prices(
+        return self._write_prices(
             context,
             self._price_stream(pairs),
             lambda tick: signal_pb2.StreamPricesResponse(price=price_message(tick)),
             lambda: signal_pb2.StreamPricesResponse(heartbeat=heartbeat()),
         )
 
-    async def stream_prices_internal(
+    def stream_prices_internal(
         self, request: signal_pb2.StreamPricesInternalRequest, context: grpc.aio.ServicerContext
-    ) -> None:
+    ) -> Coroutine[Any, Any, None]:
         """Writes StreamPricesInternalResponse messages (every pair when none is named),
         each update with the range traded since the previous one."""
         pairs = self._stream_pairs(request.pairs, required=False)
-        await self._write_prices(
+        return self._write_prices(
             context,
             self._price_stream(pairs or None),
             lambda tick: signal_pb2.StreamPricesInternalResponse(update=price_update(tick)),
