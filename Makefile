@@ -43,12 +43,15 @@ setup: $(PY)
 
 gen:
 	$(PY) scripts/protogen.py
+	@# The REST input filter in envoy.yaml is generated from the contracts too.
+	$(PY) -m edge.rest_inputs
 
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/buf lint 'gen/aifx_descriptor.pb#format=binpb' --exclude-path google
 	$(PY) scripts/check_gen_fresh.py
+	$(PY) -m edge.rest_inputs --check
 	@# Architecture contracts (pyproject.toml [tool.importlinter]): domain code never
 	@# reaches gRPC or generated code; no service imports another.
 	$(BIN)/lint-imports --no-cache

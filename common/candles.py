@@ -27,7 +27,14 @@ class CandleError(ValueError):
 
 @dataclass(frozen=True)
 class Candles:
-    """`times` are bar open times in UTC epoch seconds, strictly increasing."""
+    """`times` are bar open times in UTC epoch seconds, strictly increasing.
+
+    `closes_only` marks a series of single prices rather than traded bars: the ECB's
+    daily reference rates are one fixing a day, with no open, high or low. Such a
+    series is stored with open = high = low = close (the one price known), and code that
+    needs a bar's range uses a close-to-close substitute instead (see
+    common.indicators and inference.features), so no bar is ever made up.
+    """
 
     pair: str
     timeframe: Timeframe
@@ -37,6 +44,7 @@ class Candles:
     low: np.ndarray
     close: np.ndarray
     volume: np.ndarray
+    closes_only: bool = False
 
     def __len__(self) -> int:
         return int(self.times.shape[0])
@@ -59,7 +67,16 @@ class Candles:
             self.low[start:stop],
             self.close[start:stop],
             self.volume[start:stop],
+            self.closes_only,
         )
+
+
+def closes_only_candles(
+    pair: str, timeframe: Timeframe, times: np.ndarray | list[int], close: np.ndarray | list[float]
+) -> Candles:
+    """A closes-only series (see Candles): one price per bar."""
+    price = np.asarray(close, dtype=np.float64)
+    return make_candles(pair, timeframe, times, price, price, price, price, closes_only=True)
 
 
 def make_candles(
@@ -71,6 +88,8 @@ def make_candles(
     low: np.ndarray | list[float],
     close: np.ndarray | list[float],
     volume: np.ndarray | list[float] | None = None,
+    *,
+    closes_only: bool = False,
 ) -> Candles:
     """Candles from columns, validated (see `validate`)."""
     close_array = np.asarray(close, dtype=np.float64)
@@ -83,6 +102,7 @@ def make_candles(
         low=np.asarray(low, dtype=np.float64),
         close=close_array,
         volume=(np.zeros_like(close_array) if volume is None else np.asarray(volume, np.float64)),
+        closes_only=closes_only,
     )
     validate(candles)
     return candles
@@ -118,6 +138,14 @@ def validate(candles: Candles) -> None:
     bad = np.flatnonzero((candles.high < top) | (candles.low > bottom))
     if bad.size:
         raise CandleError(f"candle {bad[0]}: high/low do not bracket open and close")
+    if candles.closes_only:
+        bad = np.flatnonzero(
+            (candles.open != candles.close)
+            | (candles.high != candles.close)
+            | (candles.low != candles.close)
+        )
+        if bad.size:
+            raise CandleError(f"candle {bad[0]}: a closes-only series has one price per bar")
     if n > 1:
         bad = np.flatnonzero(np.diff(candles.times) <= 0)
         if bad.size:

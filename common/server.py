@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -19,10 +19,13 @@ from prometheus_client import start_http_server
 from common.interceptors import ObservabilityInterceptor
 from common.logging import configure_logging
 from common.settings import Settings, get_settings
+from common.shutdown import stop_tasks
 
 log = structlog.get_logger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 5.0
+# How often the health details of a ServiceSpec are checked.
+HEALTH_DETAIL_SECONDS = 1.0
 
 
 @dataclass
@@ -30,7 +33,10 @@ class ServiceSpec:
     """What a service plugs into the bootstrap.
 
     `register` adds its servicers to the server; `service_names` are the full names of
-    the gRPC services it serves (for health and reflection); `on_drain` runs when
+    the gRPC services it serves (for health and reflection); `health_details` are
+    further health-check names and what says they are well (e.g. "replay": the offline
+    replay still has history to play), reported SERVING / NOT_SERVING by the standard
+    health service, checked every HEALTH_DETAIL_SECONDS; `on_drain` runs when
     shutdown begins, before in-flight RPCs are waited for (e.g. ending long-lived
     streams so clients reconnect elsewhere at once); `on_stop` releases resources after
     the server has stopped.
@@ -41,6 +47,7 @@ class ServiceSpec:
     service_names: Sequence[str]
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_drain: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    health_details: Mapping[str, Callable[[], bool]] = field(default_factory=dict)
 
 
 class RunningServer:
@@ -57,15 +64,48 @@ class RunningServer:
         self.port = port
         self.spec = spec
         self.health = health_servicer
+        self._details: asyncio.Task[None] | None = None
+        if spec.health_details:
+            self._details = asyncio.create_task(
+                _report_health_details(health_servicer, spec.health_details),
+                name=f"{spec.name}-health-details",
+            )
 
     async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Report NOT_SERVING, let in-flight RPCs finish within `grace`, then release."""
+        if self._details is not None:
+            await stop_tasks(self._details)
         await self.health.enter_graceful_shutdown()
         for drain in self.spec.on_drain:
             await drain()
         await self.server.stop(grace)
         for release in self.spec.on_stop:
             await release()
+
+
+async def _report_health_details(
+    servicer: health.aio.HealthServicer, details: Mapping[str, Callable[[], bool]]
+) -> None:
+    """Keep each detail's health status current (logging each change)."""
+    reported: dict[str, bool] = {}
+    while True:
+        for name, well in details.items():
+            try:
+                now = bool(well())
+            except Exception:  # a failing check is an unwell detail, never a dead server
+                log.exception("health detail check failed", detail=name)
+                now = False
+            if reported.get(name) != now:
+                status = (
+                    health_pb2.HealthCheckResponse.SERVING
+                    if now
+                    else (health_pb2.HealthCheckResponse.NOT_SERVING)
+                )
+                await servicer.set(name, status)
+                if name in reported:
+                    log.warning("health detail changed", detail=name, serving=now)
+                reported[name] = now
+        await asyncio.sleep(HEALTH_DETAIL_SECONDS)
 
 
 async def start_server(spec: ServiceSpec, host: str, port: int) -> RunningServer:

@@ -129,12 +129,25 @@ class MarketSettings(_Group):
     market_data_csv: Path | None = None
     # How often the live provider asks Yahoo for new bars.
     market_data_poll_seconds: float = Field(default=60.0, gt=0)
+    # Where Yahoo Finance is asked (live mode): empty for Yahoo itself, or the base URL
+    # of a server that answers Yahoo's endpoints in its place (a mirror, or the tests'
+    # local stand-in), e.g. "http://127.0.0.1:8765".
+    yahoo_base_url: str = ""
     # Replay clock speed: market seconds per real second (3600: an hour bar closes every
     # second, for demos).
     replay_speed: float = Field(default=3600.0, gt=0)
-    # Series the scheduler produces a signal for at each candle close.
-    signal_pairs: CommaList = ["EUR/USD"]
-    signal_timeframes: CommaList = ["1h"]
+    # When the replayed history runs out, start again from its beginning (a new "lap":
+    # signals are stored per lap, open positions are closed as the prices go back in
+    # time). Off: the replay stops and says so (ListPairs, the "replay" health check).
+    replay_loop: bool = False
+    # Series the scheduler produces a signal for at each candle close: every pair x
+    # timeframe of these that has market data (the default: the majors and crosses on
+    # the daily ECB fixings, EUR/USD also on its hourly and 4h bars).
+    signal_pairs: CommaList = [
+        "EUR/USD", "GBP/USD", "USD/JPY", "USD/CHF", "AUD/USD",
+        "USD/CAD", "NZD/USD", "EUR/GBP", "EUR/JPY", "GBP/JPY",
+    ]  # fmt: skip
+    signal_timeframes: CommaList = ["1h", "4h", "1d"]
 
 
 class StrategySettings(_Group):

@@ -36,6 +36,7 @@ REASON_TO_PROTO = {
     CloseReason.TAKE_PROFIT: position_pb2.CLOSE_REASON_TAKE_PROFIT,
     CloseReason.STOP_LOSS: position_pb2.CLOSE_REASON_STOP_LOSS,
     CloseReason.MANUAL: position_pb2.CLOSE_REASON_MANUAL,
+    CloseReason.REPLAY_RESTARTED: position_pb2.CLOSE_REASON_REPLAY_RESTARTED,
 }
 RESULT_TO_PROTO = {
     Result.WIN: position_pb2.POSITION_RESULT_WIN,

@@ -82,7 +82,7 @@ class PositionRow(Base):
     signal_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     open_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    close_reason: Mapped[str | None] = mapped_column(String(11), nullable=True)
+    close_reason: Mapped[str | None] = mapped_column(String(20), nullable=True)
     exit_price: Mapped[Decimal | None] = mapped_column(ExactDecimal(), nullable=True)
     close_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     result: Mapped[str | None] = mapped_column(String(9), nullable=True)

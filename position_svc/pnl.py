@@ -113,13 +113,15 @@ def result_of(pips: Decimal) -> Result:
 class Tick:
     """One price update for `pair`: `price` now, and `low` .. `high`, the range traded
     since the previous update (including `price`), so a spike between two updates still
-    triggers a level."""
+    triggers a level. `lap` counts the times an offline replay has started its history
+    again (0 for live data)."""
 
     pair: str
     price: Decimal
     high: Decimal
     low: Decimal
     time: datetime
+    lap: int = 0
 
     def __post_init__(self) -> None:
         # A range that excludes the price would let a level be crossed unnoticed.

@@ -28,6 +28,9 @@ class CloseReason(StrEnum):
     TAKE_PROFIT = "take_profit"
     STOP_LOSS = "stop_loss"
     MANUAL = "manual"
+    # An offline replay started its history again: the price went back in time, so the
+    # position is closed at the last price of the history it was opened in.
+    REPLAY_RESTARTED = "replay_restarted"
 
 
 class Result(StrEnum):
@@ -38,7 +41,7 @@ class Result(StrEnum):
 
 class EventType(StrEnum):
     """Every close produces exactly one event: a *_HIT for stop-loss / take-profit,
-    CLOSED for a manual close."""
+    CLOSED for any other close (by hand, or a replay starting again)."""
 
     OPENED = "opened"
     UPDATED = "updated"
@@ -51,6 +54,7 @@ CLOSE_EVENT: dict[CloseReason, EventType] = {
     CloseReason.TAKE_PROFIT: EventType.TAKE_PROFIT_HIT,
     CloseReason.STOP_LOSS: EventType.STOP_LOSS_HIT,
     CloseReason.MANUAL: EventType.CLOSED,
+    CloseReason.REPLAY_RESTARTED: EventType.CLOSED,
 }
 
 

@@ -34,6 +34,7 @@ def tick_from_update(update: signal_pb2.PriceUpdate) -> Tick:
         high=decimal_price(update.high),
         low=decimal_price(update.low),
         time=as_utc(update.price.time.ToDatetime()),
+        lap=update.replay_lap,
     )
 
 

@@ -203,7 +203,9 @@ def parse_open(
     violations = collector.violations
     normalized = request_fields.pair(pair, "pair", collector, required=True)
     if side is None:
-        violations.append(FieldViolation("side", "must be TRADE_ACTION_BUY or TRADE_ACTION_SELL"))
+        violations.append(
+            FieldViolation("side", "must be buy or sell (TRADE_ACTION_BUY or TRADE_ACTION_SELL)")
+        )
     lot = parse_decimal("lot_size", lot_size, violations, required=True)
     if lot is not None:
         lot = _check_lot(lot, violations)

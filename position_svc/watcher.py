@@ -17,6 +17,15 @@ fresh prices, so a level crossed while it was disconnected is caught.
 
 Close time is the wall-clock time the close was recorded (market time of a replay can
 be years old); the exit price is the level (see pnl).
+
+An offline replay set to loop starts its history again when it runs out: the prices of
+its next lap come from years earlier. A position must not go on watching a price that
+went back in time, so when a pair's ticks move to a later lap its open positions are
+closed at the last price of the lap they were watched in (CloseReason.REPLAY_RESTARTED,
+event CLOSED), and late ticks of a lap already left (another replica lagging behind)
+are ignored. The lap seen last is kept in memory: a position_svc that is down while the
+replay starts again learns the new lap as its first, and positions opened before keep
+watching (the replay's history is months long; documented in the README).
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ from position_svc.pnl import (
     usd_rate,
 )
 from position_svc.ports import Prices
-from position_svc.positions import EventType, Position, PositionEvent
+from position_svc.positions import CloseReason, EventType, Position, PositionEvent
 from position_svc.repository import Close, PositionRepository, Snapshot
 
 log = structlog.get_logger(__name__)
@@ -70,6 +79,8 @@ class Watcher:
         self._snapshot_retention = snapshot_retention
         self._open: dict[str, dict[str, Position]] = defaultdict(dict)
         self._latest: dict[str, Decimal] = {}
+        # The replay lap of each pair's latest tick.
+        self._laps: dict[str, int] = {}
         feed.add_listener(self.on_event)
 
     # --- prices ---------------------------------------------------------------------
@@ -118,22 +129,49 @@ class Watcher:
     # --- ticks ----------------------------------------------------------------------
 
     async def on_tick(self, tick: Tick) -> list[PositionEvent]:
-        """Close every open position of the tick's pair whose level the tick reached;
-        the events of the closes this call made."""
+        """Close every open position of the tick's pair whose level the tick reached, or
+        all of them when the replay has started again; the events of the closes this
+        call made."""
+        lap = self._laps.setdefault(tick.pair, tick.lap)
+        if tick.lap < lap:
+            return []  # a late price of a lap already left: from another market time
+        events: list[PositionEvent] = []
+        if tick.lap > lap:
+            self._laps[tick.pair] = tick.lap
+            events += await self._close_replay_restarted(tick.pair)
         self._latest[tick.pair] = tick.price
-        watched = self._open.get(tick.pair)
-        if not watched:
-            return []
+        return events + await self._close_on_levels(tick)
+
+    async def _close_on_levels(self, tick: Tick) -> list[PositionEvent]:
+        """Close the positions of the tick's pair whose level it reached."""
         now = self._clock()
         closes = []
-        for position in watched.values():
+        for position in self._open.get(tick.pair, {}).values():
             hit = level_hit(position.side, position.stop_loss, position.take_profit, tick)
             if hit is not None:
                 reason, exit_price = hit
                 rate = usd_rate(position.pair, exit_price, self._latest)
                 closes.append(Close(position, settle(position, reason, exit_price, now, rate)))
+        return await self._close(tick.pair, closes, "positions closed on a level")
+
+    async def _close_replay_restarted(self, pair: str) -> list[PositionEvent]:
+        """Close every open position of `pair` at its last price before the replay
+        started again."""
+        last = self._latest.get(pair)
+        if last is None:
+            return []
+        now, rate = self._clock(), usd_rate(pair, last, self._latest)
+        closes = [
+            Close(position, settle(position, CloseReason.REPLAY_RESTARTED, last, now, rate))
+            for position in self._open.get(pair, {}).values()
+        ]
+        return await self._close(pair, closes, "positions closed: the replay started again")
+
+    async def _close(self, pair: str, closes: list[Close], why: str) -> list[PositionEvent]:
+        """Record `closes` (those someone else closed or moved first are skipped)."""
         if not closes:
             return []
+        watched = self._open[pair]
         events = await self._repository.close(closes)
         # Those we lost were closed or moved by someone else: their event re-tracks them.
         for event in events:
@@ -141,7 +179,7 @@ class Watcher:
                 watched.pop(event.position.id, None)
         if events:
             self._feed.notify()
-            log.info("positions closed on a level", pair=tick.pair, closed=len(events))
+            log.info(why, pair=pair, closed=len(events))
         return events
 
     # --- sweeps ---------------------------------------------------------------------
@@ -170,7 +208,8 @@ class Watcher:
         for pair in list(self._open):
             price = self._latest.get(pair)
             if price is not None:
-                events += await self.on_tick(Tick(pair, price, price, price, self._clock()))
+                tick = Tick(pair, price, price, price, self._clock())
+                events += await self._close_on_levels(tick)
         now = self._clock()
         snapshots = []
         for pair, positions in self._open.items():

@@ -75,6 +75,7 @@ def signal_message(signal: Signal) -> signal_pb2.Signal:
         model_version=signal.model_version,
         candle_time=timestamp(signal.candle_time),
         create_time=timestamp(signal.created_at),
+        replay_lap=signal.replay_lap,
     )
     if signal.stop_loss is not None:
         message.stop_loss = signal.stop_loss

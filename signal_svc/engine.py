@@ -202,6 +202,7 @@ class SignalEngine:
             model_name=model_name,
             model_version=model_version,
             created_at=self._clock(),
+            replay_lap=event.lap,
         )
         log.info(
             "signal computed",

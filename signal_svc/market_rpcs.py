@@ -21,6 +21,7 @@ from common.market import Timeframe
 from common.proto_convert import TIMEFRAME_TO_PROTO, timestamp, timestamp_from_epoch
 from common.time import utcnow
 from signal_svc.market import DEFAULT_CANDLES, MAX_CANDLES, Market, PairInfo, StoredCandles
+from signal_svc.market.facade import ReplayState, SeriesInfo
 from signal_svc.ports import PriceTick
 
 SOURCE_TO_PROTO: dict[str, signal_pb2.MarketDataSource.ValueType] = {
@@ -62,7 +63,7 @@ def source_message(source: str | None) -> signal_pb2.MarketDataSource.ValueType:
 
 
 def candles_response(
-    pair: str, timeframe: Timeframe, stored: StoredCandles
+    pair: str, timeframe: Timeframe, stored: StoredCandles, closes_only: bool
 ) -> signal_pb2.GetCandlesResponse:
     c = stored.candles
     return signal_pb2.GetCandlesResponse(
@@ -80,6 +81,37 @@ def candles_response(
             for i in range(len(c))
         ],
         source=source_message(stored.source),
+        price_kind=price_kind_message(closes_only),
+    )
+
+
+def price_kind_message(closes_only: bool) -> market_pb2.PriceKind.ValueType:
+    return market_pb2.PRICE_KIND_CLOSES_ONLY if closes_only else market_pb2.PRICE_KIND_OHLC
+
+
+def series_message(info: SeriesInfo) -> signal_pb2.SeriesInfo:
+    message = signal_pb2.SeriesInfo(
+        timeframe=TIMEFRAME_TO_PROTO[info.timeframe],
+        price_kind=price_kind_message(info.closes_only),
+        source=source_message(info.source),
+        origin=info.origin,
+        signals=info.signals,
+    )
+    if info.first_bar is not None and info.last_bar is not None:
+        message.first_bar_time.CopyFrom(timestamp_from_epoch(info.first_bar))
+        message.last_bar_time.CopyFrom(timestamp_from_epoch(info.last_bar))
+    return message
+
+
+def replay_message(state: ReplayState) -> signal_pb2.ReplayState:
+    return signal_pb2.ReplayState(
+        market_time=timestamp_from_epoch(int(state.market_time)),
+        start_time=timestamp_from_epoch(int(state.start_time)),
+        end_time=timestamp_from_epoch(int(state.end_time)),
+        speed=state.speed,
+        finished=state.finished,
+        loops=state.loops,
+        lap=state.lap,
     )
 
 
@@ -98,6 +130,7 @@ def price_update(tick: PriceTick) -> signal_pb2.PriceUpdate:
         price=price_message(tick),
         high=max(tick.high, tick.price),
         low=min(tick.low, tick.price),
+        replay_lap=tick.lap,
     )
 
 
@@ -111,6 +144,7 @@ def pair_message(info: PairInfo) -> signal_pb2.PairInfo:
         offline=info.offline,
         sources=[source_message(s) for s in info.sources],
         timeframes=[TIMEFRAME_TO_PROTO[tf] for tf in info.timeframes],
+        series=[series_message(series) for series in info.series],
     )
     if info.offline and info.offline_start is not None and info.offline_end is not None:
         message.offline_start_time.CopyFrom(timestamp_from_epoch(info.offline_start))
@@ -136,7 +170,7 @@ class MarketRpcs:
         assert series is not None
         pair, timeframe = series
         stored = await self._market.candles(pair, timeframe, limit)
-        return candles_response(pair, timeframe, stored)
+        return candles_response(pair, timeframe, stored, self._market.closes_only(pair, timeframe))
 
     async def get_price(self, request: signal_pb2.GetPriceRequest) -> signal_pb2.GetPriceResponse:
         return signal_pb2.GetPriceResponse(price=await self._price(request.pair))
@@ -160,7 +194,7 @@ class MarketRpcs:
         infos = self._market.pairs()
         offset = page_offset(request.page_token, len(infos))
         following = offset + size
-        return signal_pb2.ListPairsResponse(
+        response = signal_pb2.ListPairsResponse(
             pairs=[pair_message(info) for info in infos[offset:following]],
             next_page_token=(
                 pagination.encode_page_token(following, _PAIRS_FILTERS)
@@ -168,6 +202,10 @@ class MarketRpcs:
                 else ""
             ),
         )
+        replay = self._market.replay_state()
+        if replay is not None:
+            response.replay.CopyFrom(replay_message(replay))
+        return response
 
     # Like the signal streams: the request is checked at once, and the writing
     # coroutine returned for the servicer to await (one frame less per stream).

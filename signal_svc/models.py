@@ -48,7 +48,9 @@ class SignalRow(Base):
 
     __tablename__ = "signal_signals"
     __table_args__ = (
-        UniqueConstraint("pair", "timeframe", "candle_time", name="uq_signal_per_candle"),
+        UniqueConstraint(
+            "pair", "timeframe", "candle_time", "replay_lap", name="uq_signal_per_candle"
+        ),
         Index("ix_signal_signals_pair_tf_id", "pair", "timeframe", "id"),
         Index("ix_signal_signals_created_at", "created_at"),
     )
@@ -70,3 +72,17 @@ class SignalRow(Base):
     model_name: Mapped[str] = mapped_column(String(40))
     model_version: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    replay_lap: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ReplayStateRow(Base):
+    """Where the offline replay is, so a restarted service continues there instead of
+    starting the history over. One row per history (`history`: a fingerprint of what is
+    replayed, so another history or CSV starts from its own beginning)."""
+
+    __tablename__ = "signal_replay_state"
+
+    history: Mapped[str] = mapped_column(String(64), primary_key=True)
+    market_time: Mapped[float] = mapped_column(Float)
+    lap: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -34,12 +34,17 @@ class CandleClosed:
     timeframe: Timeframe
     candles: Candles
     source: str  # "replay", "csv" or "live"
+    # How many times an offline replay had started again from its beginning when this bar
+    # closed (0 on the first lap and for live data): the same candle closes once a lap.
+    lap: int = 0
 
 
 @dataclass(frozen=True)
 class PriceTick:
     """A price of a pair at `time`, with the range traded since the previous tick (so a
-    stop-loss touched between two ticks is not missed)."""
+    stop-loss touched between two ticks is not missed). `lap` counts the times an
+    offline replay has started its history again (0 for live data): a price of a later
+    lap comes from earlier in market time."""
 
     pair: str
     price: float
@@ -47,6 +52,7 @@ class PriceTick:
     low: float
     time: datetime
     source: str
+    lap: int = 0
 
 
 class MarketData(Protocol):

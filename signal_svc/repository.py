@@ -1,6 +1,6 @@
 """Signal history in the database (SQLite or PostgreSQL), and the SignalReader port.
 
-`store` is one INSERT ... ON CONFLICT (pair, timeframe, candle_time) DO NOTHING
+`store` is one INSERT ... ON CONFLICT (pair, timeframe, candle_time, replay_lap) DO NOTHING
 RETURNING id: the unique constraint decides which of several schedulers stores a
 candle's signal, never a read-then-write. On PostgreSQL the insert first takes a
 transaction-scoped advisory lock, so signals commit in id order: a reader that has seen
@@ -109,7 +109,9 @@ class SignalRepository:
             statement = (
                 upsert_insert(session)(SignalRow)
                 .values(**values)
-                .on_conflict_do_nothing(index_elements=["pair", "timeframe", "candle_time"])
+                .on_conflict_do_nothing(
+                    index_elements=["pair", "timeframe", "candle_time", "replay_lap"]
+                )
                 .returning(SignalRow.id)
             )
             new_id = (await session.execute(statement)).scalar_one_or_none()
@@ -118,11 +120,14 @@ class SignalRepository:
         return dataclasses.replace(signal, id=int(new_id))
 
     async def latest(self, pair: str, timeframe: Timeframe) -> Signal | None:
-        """The signal of the newest candle of (pair, timeframe), or None."""
+        """The signal of the newest candle of (pair, timeframe) on the replay's latest lap
+        (a looping replay plays the same candles again), or None."""
         query = (
             select(SignalRow)
             .where(SignalRow.pair == pair, SignalRow.timeframe == timeframe.value)
-            .order_by(SignalRow.candle_time.desc(), SignalRow.id.desc())
+            .order_by(
+                SignalRow.replay_lap.desc(), SignalRow.candle_time.desc(), SignalRow.id.desc()
+            )
             .limit(1)
         )
         async with self._sessions() as session:

@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import structlog
 
@@ -42,12 +42,22 @@ RESUBSCRIBE_MAX_SECONDS = 30.0
 _END = object()
 
 
-def configured_series(market: MarketSettings) -> list[tuple[str, Timeframe]]:
+def configured_series(
+    market: MarketSettings, offered: Mapping[str, Iterable[Timeframe]] | None = None
+) -> list[tuple[str, Timeframe]]:
     """Every (pair, timeframe) of market.signal_pairs x market.signal_timeframes,
-    normalised; ValueError naming a bad entry."""
+    normalised, and with `offered` (pair → timeframes with market data) only those the
+    market has data for; ValueError naming a bad entry."""
     pairs = [normalize_pair(pair) for pair in market.signal_pairs]
     timeframes = [Timeframe(tf.strip().lower()) for tf in market.signal_timeframes]
-    return [(pair, timeframe) for pair in pairs for timeframe in timeframes]
+    wanted = [(pair, timeframe) for pair in pairs for timeframe in timeframes]
+    if offered is None:
+        return wanted
+    available = {(pair, tf) for pair, tfs in offered.items() for tf in tfs}
+    skipped = [f"{pair} {tf.value}" for pair, tf in wanted if (pair, tf) not in available]
+    if skipped:
+        log.info("configured series without market data get no signals", series=skipped)
+    return [series for series in wanted if series in available]
 
 
 class Scheduler:

@@ -64,7 +64,7 @@ def build(settings: Settings) -> ServiceSpec:
         SignalEngine(settings.strategy, inference),
         repository,
         publisher,
-        configured_series(settings.market),
+        configured_series(settings.market, market.offered()),
         cache=signal_cache,
     )
     jwks = RemoteJwks(
@@ -88,14 +88,20 @@ def build(settings: Settings) -> ServiceSpec:
     internal = SignalInternalService(gate, market_rpcs, streams)
     tasks: list[asyncio.Task[None]] = []
 
+    async def schedule_after_resume() -> None:
+        """The scheduler starts where the replay takes up (an earlier run's position)."""
+        await market.resumed.wait()
+        await scheduler.run()
+
     def register(server: grpc.aio.Server) -> None:
         signal_pb2_grpc.add_SignalServiceServicer_to_server(public, server)
         signal_pb2_grpc.add_SignalInternalServiceServicer_to_server(internal, server)
         tasks.append(asyncio.create_task(market.run(), name="market"))
-        tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
+        tasks.append(asyncio.create_task(schedule_after_resume(), name="scheduler"))
         tasks.append(asyncio.create_task(publisher.start(), name="relay-start"))
 
     async def release() -> None:
+        await market.save_position()  # before the background work is stopped
         # Cancelled until they end: they talk to Redis all the time and can lose a
         # cancellation on Python 3.11 (see common.shutdown).
         await stop_tasks(*tasks)
@@ -126,6 +132,12 @@ def build(settings: Settings) -> ServiceSpec:
         service_names=SERVICE_NAMES,
         on_stop=[release],
         on_drain=[end_streams],
+        # "replay": NOT_SERVING once a replay that does not loop has played all its
+        # history; "market_data": NOT_SERVING while a live series brings no data.
+        health_details={
+            "replay": market.replay_running,
+            "market_data": market.market_data_flowing,
+        },
     )
 
 

@@ -53,6 +53,7 @@ def signal_fields(signal: Signal) -> dict[str, Any]:
         "model_name": signal.model_name,
         "model_version": signal.model_version,
         "created_at": as_utc(signal.created_at),
+        "replay_lap": signal.replay_lap,
     }
 
 
@@ -85,6 +86,7 @@ def signal_from_fields(fields: Mapping[str, Any]) -> Signal:
         model_name=str(fields.get("model_name", "")),
         model_version=str(fields.get("model_version", "")),
         created_at=as_utc(fields["created_at"]),
+        replay_lap=int(fields.get("replay_lap") or 0),
     )
 
 

@@ -53,7 +53,9 @@ class Signal:
     `candle_time` is the close time of the last candle used (its open time plus the
     timeframe), UTC. `id` is 0 until the signal is stored; stored ids increase in
     creation order. Stop-loss, take-profit and risk/reward are None for HOLD;
-    `probabilities` is None for technical-fallback signals.
+    `probabilities` is None for technical-fallback signals. `replay_lap` is the lap of
+    an offline replay that loops (0 on its first lap and for live data): a candle has
+    one signal per lap.
     """
 
     pair: str
@@ -73,6 +75,7 @@ class Signal:
     model_version: str
     created_at: datetime
     id: int = field(default=0)
+    replay_lap: int = 0
 
 
 def strength_of(confidence: float, thresholds: tuple[float, float, float]) -> Strength:

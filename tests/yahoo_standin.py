@@ -10,10 +10,13 @@ yfinance fetches, over curl_cffi:
     crumb, for the bars (`_BASE_URL_` as copied into scrapers/history.py).
 
 Patching `_BASE_URL_` would move only the chart requests; the cookie and crumb URLs are
-literals. So the stand-in instead uses what yfinance accepts for all its traffic, a
-curl_cffi `Session` (`Ticker(symbol, session=...)`): `StandinSession` rewrites every
-`https://*.yahoo.com/...` URL to `http://127.0.0.1:<port>/...` (the Yahoo host travels
-in an `X-Yahoo-Host` header) and `YahooStandin` answers like Yahoo, with real bars.
+literals. So AIFX points yfinance elsewhere with what yfinance accepts for all its
+traffic, a curl_cffi session (`common.market_data.yahoo_session`, the
+AIFX_YAHOO_BASE_URL setting) that sends every `https://*.yahoo.com/...` request to a base
+URL, here `http://127.0.0.1:<port>`, the Yahoo host travelling in an `X-Yahoo-Host`
+header; `YahooStandin` answers like Yahoo, with real bars: a frame per symbol and
+interval (`series`), or one frame for every request (`bars`). With a `market_clock`
+it answers only the bars closed by that clock's time, so new bars appear as it advances.
 
 The fixtures (import them into a test module to use them): `fresh_yfinance` isolates
 a test from yfinance's process-wide state: its `YfData` singleton (which keeps the last
@@ -24,19 +27,31 @@ and gives a session for it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
 import pytest
-from curl_cffi import requests as curl_requests
+
+from common.market_data import yahoo_session
 
 CRUMB = "standin-crumb"
 LONDON = "Europe/London"
+INTERVAL_SECONDS = {"15m": 900, "1h": 3600, "1d": 86400}
+# What the stand-in answers in each failure mode: Yahoo's rate limit, a server error, a
+# body that is not JSON, and JSON that is not Yahoo's chart.
+FAILURES = {
+    "http429": (429, "text/html", b"Too Many Requests\r\n"),
+    "http500": (500, "text/html", b"<html>Internal Server Error</html>"),
+    "garbage": (200, "application/json", b"<html><body>not a chart</body></html>"),
+    "malformed": (200, "application/json", b'{"chart": {"result": [{"timestamp": "soon"}]}}'),
+}
 
 
 @dataclass
@@ -53,15 +68,23 @@ class Request:
 
 @dataclass
 class YahooStandin:
-    """What the stand-in answers to chart requests for bars: `mode` is "bars" (the
-    `bars` frame, cut to period1/period2 as Yahoo does), "empty" (a result without
-    bars, as Yahoo sends for a range with no data) or "http500"."""
+    """What the stand-in answers to chart requests for bars: `mode` is "bars" (real bars,
+    cut to period1/period2 as Yahoo does), "empty" (a result without bars, as Yahoo sends
+    for a range with no data), or one of FAILURES. The bars of a request are
+    `series[(symbol, interval)]` when given, else `bars`; with `market_clock`, only those
+    closed by its time."""
 
     bars: pd.DataFrame | None = None
     interval: str = "1h"
     mode: str = "bars"
+    series: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
+    market_clock: Callable[[], float] | None = None
     requests: list[Request] = field(default_factory=list)
     port: int = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def history_requests(self) -> list[Request]:
         return [r for r in self.requests if r.is_history]
@@ -79,16 +102,38 @@ class YahooStandin:
         symbol = request.path.rsplit("/", 1)[1]
         if not request.is_history:  # the time-zone lookup
             return 200, "application/json", _json(_chart(symbol, "1d", None)), {}
-        if self.mode == "http500":
-            return 500, "text/html", b"<html>Internal Server Error</html>", {}
+        if self.mode in FAILURES:
+            status, kind, body = FAILURES[self.mode]
+            return status, kind, body, {}
+        interval = request.query.get("interval", self.interval)
         frame = None
-        if self.mode == "bars" and self.bars is not None:
-            frame = self.bars
-            if "period1" in request.query:
-                start = pd.Timestamp(int(request.query["period1"]), unit="s")
-                end = pd.Timestamp(int(request.query["period2"]), unit="s")
-                frame = frame[(frame.index >= start) & (frame.index < end)]
-        return 200, "application/json", _json(_chart(symbol, self.interval, frame)), {}
+        if self.mode == "bars":
+            frame = self._bars(symbol, interval, request.query)
+        return 200, "application/json", _json(_chart(symbol, interval, frame)), {}
+
+    def _bars(self, symbol: str, interval: str, query: dict[str, str]) -> pd.DataFrame | None:
+        frame = self.series.get((symbol, interval), self.bars if not self.series else None)
+        if frame is None:
+            return None
+        if self.market_clock is not None:
+            closed_by = pd.Timestamp(self.market_clock() - INTERVAL_SECONDS[interval], unit="s")
+            frame = frame[frame.index <= closed_by]
+        if "period1" in query:
+            start = pd.Timestamp(int(query["period1"]), unit="s")
+            end = pd.Timestamp(int(query["period2"]), unit="s")
+            frame = frame[(frame.index >= start) & (frame.index < end)]
+        elif "range" in query and self.market_clock is not None:
+            # A range is counted back from now: from the clock's now here.
+            start = pd.Timestamp(self.market_clock(), unit="s") - _range(query["range"])
+            frame = frame[frame.index >= start]
+        return frame
+
+
+def _range(text: str) -> pd.Timedelta:
+    """Yahoo's range ("5d", "1mo", "3mo", "1y") as a span."""
+    amount, unit = int(text.rstrip("dmoy")), text.lstrip("0123456789")
+    days = {"d": 1, "mo": 31, "y": 366}[unit]
+    return pd.Timedelta(days=amount * days)
 
 
 def _json(document: dict) -> bytes:
@@ -178,25 +223,6 @@ def _handler(standin: YahooStandin) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class StandinSession(curl_requests.Session):
-    """A curl_cffi Session (so yfinance accepts it) that sends every Yahoo request to the
-    stand-in over plain HTTP on 127.0.0.1, and refuses any other host."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__(impersonate="chrome", trust_env=False)
-        self._netloc = f"127.0.0.1:{port}"
-
-    def request(self, method, url, *args, **kwargs):  # type: ignore[override]
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if not host.endswith("yahoo.com"):
-            raise AssertionError(f"the stand-in session only serves Yahoo, not {url}")
-        headers = dict(kwargs.pop("headers", None) or {})
-        headers["X-Yahoo-Host"] = host
-        local = urlunsplit(("http", self._netloc, parts.path or "/", parts.query, ""))
-        return super().request(method, local, *args, headers=headers, **kwargs)
-
-
 @pytest.fixture(name="fresh_yfinance")
 def fresh_yfinance_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """yfinance as a new process would have it, restored afterwards."""
@@ -215,19 +241,27 @@ def fresh_yfinance_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         SingletonMeta._instances[YfData] = saved
 
 
-@pytest.fixture(name="yahoo_standin")
-def yahoo_standin_fixture(fresh_yfinance: None) -> Iterator[tuple[YahooStandin, StandinSession]]:
-    """A running stand-in (configure `.bars`, `.interval`, `.mode`) and a session for it."""
-    standin = YahooStandin()
+@contextlib.contextmanager
+def running_standin(standin: YahooStandin) -> Iterator[YahooStandin]:
+    """`standin` served on a free loopback port (its `base_url`) until the block ends."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(standin))
     standin.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    session = StandinSession(standin.port)
     try:
-        yield standin, session
+        yield standin
     finally:
-        session.close()
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture(name="yahoo_standin")
+def yahoo_standin_fixture(fresh_yfinance: None) -> Iterator[tuple[YahooStandin, Any]]:
+    """A running stand-in (configure `.bars`, `.interval`, `.mode`) and a session for it."""
+    with running_standin(YahooStandin()) as standin:
+        session = yahoo_session(standin.base_url)
+        try:
+            yield standin, session
+        finally:
+            session.close()

@@ -6,7 +6,8 @@ Three sources:
   `backtesting` package (offline; 1h, and 4h/1d aggregated from them), read from the
   installed package's CSV file without importing it (nor pandas).
 - `load_yahoo_history`: Yahoo Finance through yfinance (`EUR/USD` → `EURUSD=X`), with
-  retries and exponential backoff; unreachable or empty → `MarketDataUnavailable`.
+  retries and exponential backoff; unreachable or empty → `MarketDataUnavailable`;
+  `yahoo_session(base_url)` sends its traffic to a server answering in Yahoo's place.
 - `load_csv_history`: a user's CSV file in the format documented in
   `common.market_data.csv_file`; a bad file is refused whole, naming line and column.
 
@@ -27,7 +28,7 @@ from common.market_data._core import (
 )
 from common.market_data.bundled import bundled_csv_path, bundled_pairs, load_bundled_history
 from common.market_data.csv_file import CSV_COLUMNS, CsvFormatError, load_csv_history
-from common.market_data.yahoo import load_yahoo_history, yahoo_symbol
+from common.market_data.yahoo import load_yahoo_history, yahoo_session, yahoo_symbol
 
 __all__ = [
     "CSV_COLUMNS",
@@ -42,5 +43,6 @@ __all__ = [
     "load_bundled_history",
     "load_csv_history",
     "load_yahoo_history",
+    "yahoo_session",
     "yahoo_symbol",
 ]

@@ -12,6 +12,10 @@ frame (as `yf.download` always does). Both, like rate limiting, are retried a fe
 with exponential backoff and then become one `MarketDataUnavailable` naming the cause
 (taken from the exception or from what yfinance logged). Nothing is ever made up.
 
+`yahoo_session(base_url)` sends all of yfinance's traffic (the cookie, the crumb and the
+chart requests, whose URLs yfinance hard-codes) to another server that answers Yahoo's
+endpoints: a mirror, or the tests' local stand-in (AIFX_YAHOO_BASE_URL).
+
 yfinance, and pandas which it needs, are imported on the first call, not with this
 module: `signal_svc` imports it in every mode but uses Yahoo only in live mode, and the
 two would cost a replaying service about 70 MB of resident memory (pandas about 42,
@@ -27,6 +31,7 @@ import threading
 import time
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
@@ -81,6 +86,30 @@ def yahoo_symbol(pair: str) -> str:
     """Yahoo's symbol of a currency pair: `EUR/USD` (or `eurusd`) → `EURUSD=X`."""
     base, quote = as_pair(pair).split("/")
     return f"{base}{quote}=X"
+
+
+def yahoo_session(base_url: str) -> Any:
+    """A curl_cffi Session (the kind yfinance accepts) that sends every request for a
+    `*.yahoo.com` URL to `base_url` instead, path and query unchanged, the Yahoo host it
+    was meant for in an `X-Yahoo-Host` header; any other host is refused."""
+    from curl_cffi import requests as curl_requests  # here: see the module docstring
+
+    target = urlsplit(base_url)
+    if target.scheme not in ("http", "https") or not target.netloc:
+        raise MarketDataError(f"the Yahoo base URL must be http(s)://host[:port], not {base_url!r}")
+
+    class RedirectedSession(curl_requests.Session):
+        def request(self, method: Any, url: str, *args: Any, **kwargs: Any) -> Any:
+            parts = urlsplit(url)
+            host = parts.hostname or ""
+            if not host.endswith("yahoo.com"):
+                raise MarketDataError(f"only Yahoo's URLs are redirected, not {url}")
+            kwargs["headers"] = {**(kwargs.get("headers") or {}), "X-Yahoo-Host": host}
+            path = target.path.rstrip("/") + (parts.path or "/")
+            moved = urlunsplit((target.scheme, target.netloc, path, parts.query, ""))
+            return super().request(method, moved, *args, **kwargs)
+
+    return RedirectedSession(impersonate="chrome", trust_env=False)
 
 
 def load_yahoo_history(
@@ -227,6 +256,12 @@ def _fetch(
             )
         except (OSError, YFException) as exc:  # curl_cffi's errors are OSErrors
             raise _AttemptFailed(_clean(f"{type(exc).__name__}: {exc}")) from exc
+        except Exception as exc:
+            # An answer yfinance could not read (not JSON, not Yahoo's shape): whatever
+            # its parsing raised, this attempt brought no bars.
+            raise _AttemptFailed(
+                _clean(f"an answer yfinance could not read ({type(exc).__name__}: {exc})")
+            ) from exc
     if frame is None or frame.empty:
         raise _AttemptFailed(log.cause() or "Yahoo sent no bars")
     return frame[["Open", "High", "Low", "Close", "Volume"]]

@@ -28,7 +28,12 @@ from signal_svc.market.facade import (
 from signal_svc.market.live import LiveFeed
 from signal_svc.market.prices import PriceHub, PriceSubscription
 from signal_svc.market.replay import ReplayClock, ReplayFeed
-from signal_svc.market.series import OfflineHistory, bundled_history, csv_history
+from signal_svc.market.series import (
+    OfflineHistory,
+    bundled_history,
+    csv_history,
+    default_history,
+)
 
 __all__ = [
     "BACKFILL_BARS",
@@ -48,6 +53,7 @@ __all__ = [
     "build_market",
     "bundled_history",
     "csv_history",
+    "default_history",
     "offline_history",
     "pip_size",
 ]

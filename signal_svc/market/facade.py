@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,14 +21,15 @@ from common.candles import TIMEFRAME_SECONDS, Candles
 from common.errors import NotFound, Unavailable
 from common.kv import KeyValueStore, create_store
 from common.market import Timeframe, normalize_pair
-from common.market_data import MarketDataError
+from common.market_data import MarketDataError, load_yahoo_history, yahoo_session
 from common.settings import Settings
 from common.shutdown import run_together
 from signal_svc.market.candle_store import CandleRecorder, CandleStore, StoredCandles
 from signal_svc.market.live import LiveFeed
 from signal_svc.market.prices import PriceHub
 from signal_svc.market.replay import ReplayFeed
-from signal_svc.market.series import OfflineHistory, bundled_history, csv_history
+from signal_svc.market.replay_state import ReplayPositions, history_key
+from signal_svc.market.series import OfflineHistory, csv_history, default_history
 from signal_svc.ports import CandleClosed, MarketData, PriceTick
 
 log = structlog.get_logger(__name__)
@@ -37,6 +39,9 @@ DEFAULT_CANDLES = 100
 MAX_CANDLES = 1000
 # Bars written to storage per series when the market starts.
 BACKFILL_BARS = MAX_CANDLES
+# How often the replay's position is stored (real seconds): a crash replays at most this
+# much again (at the demo speed of 3600, a few market hours).
+REMEMBER_SECONDS = 2.0
 
 
 class Feed(MarketData, Protocol):
@@ -56,6 +61,34 @@ class Feed(MarketData, Protocol):
 
 
 @dataclass(frozen=True)
+class SeriesInfo:
+    """One series of a pair on offer: its bars' kind, where they come from, the span of
+    offline bars (epoch seconds of the first and last open time), and whether signals
+    are produced at its closes."""
+
+    timeframe: Timeframe
+    closes_only: bool
+    source: str
+    origin: str
+    first_bar: int | None
+    last_bar: int | None
+    signals: bool
+
+
+@dataclass(frozen=True)
+class ReplayState:
+    """Where the offline replay is (epoch seconds of market time)."""
+
+    market_time: float
+    start_time: float
+    end_time: float
+    speed: float
+    finished: bool
+    loops: bool
+    lap: int
+
+
+@dataclass(frozen=True)
 class PairInfo:
     """A pair on offer (see ListPairs)."""
 
@@ -69,6 +102,7 @@ class PairInfo:
     timeframes: list[Timeframe]
     offline_start: int | None = None  # epoch seconds: open time of the first offline bar
     offline_end: int | None = None  # open time of the last offline bar
+    series: tuple[SeriesInfo, ...] = ()
 
 
 def pip_size(pair: str) -> float:
@@ -90,16 +124,78 @@ class Market:
     signal_timeframes: Sequence[Timeframe] = ()
     heartbeat_seconds: float = 15.0
     backfill_bars: int = BACKFILL_BARS
+    # Where the replay is kept across restarts (replay mode); None: always from the start.
+    positions: ReplayPositions | None = None
     recorder: CandleRecorder = field(init=False)
     ready: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    # Set once a replay has taken up where an earlier run stopped (at once for live
+    # data): consumers of closes start after it.
+    resumed: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.recorder = CandleRecorder(self.store)
-        # The price at the current market time is known before the first tick.
+        self._seed_prices()
+
+    def _seed_prices(self) -> None:
+        """The price at the current market time is known before the first tick."""
         for pair in self.feed.tick_pairs():
             tick = self.feed.latest_tick(pair)
             if tick is not None:
                 self.prices.seed(tick)
+
+    # --- where the replay is -------------------------------------------------------------
+
+    async def resume(self) -> None:
+        """Continue the replay where an earlier run stopped (its stored position), then
+        set `resumed`. A database that cannot be read means starting from the start."""
+        feed = self.feed
+        if isinstance(feed, ReplayFeed) and self.positions is not None:
+            try:
+                stored = await self.positions.load(history_key(feed))
+            except Exception:
+                log.exception("replay position not readable; starting from the beginning")
+                stored = None
+            if stored is not None:
+                feed.resume(*stored)
+                self._seed_prices()
+                log.info(
+                    "replay resumed",
+                    market_time=datetime.fromtimestamp(feed.now(), UTC).isoformat(),
+                    lap=feed.lap,
+                    finished=feed.finished,
+                )
+        self.resumed.set()
+
+    async def remember_position(self) -> None:
+        """Store where the replay is every REMEMBER_SECONDS (replay mode)."""
+        while True:
+            await asyncio.sleep(REMEMBER_SECONDS)
+            await self.save_position()
+
+    async def save_position(self) -> None:
+        """Store where the replay is now (a replay that has taken up its position; call
+        at shutdown before stopping the background work: a task cancelled inside a
+        SQLite write can hold the database's lock until its connection is dropped)."""
+        feed = self.feed
+        if not isinstance(feed, ReplayFeed) or self.positions is None:
+            return
+        if not self.resumed.is_set():  # not taken up yet: nothing new to keep
+            return
+        lap, market_time = feed.position()
+        try:
+            await self.positions.save(history_key(feed), market_time, lap)
+        except Exception:  # the next write (or the next run's start) copes
+            log.exception("storing the replay position failed")
+
+    def replay_running(self) -> bool:
+        """False once a replay that does not loop has run out of history (the "replay"
+        health check); True for live data."""
+        return not (isinstance(self.feed, ReplayFeed) and self.feed.finished)
+
+    def market_data_flowing(self) -> bool:
+        """False while a live series' latest poll brought no data (the "market_data"
+        health check; which series and why are in the log); True for a replay."""
+        return not (isinstance(self.feed, LiveFeed) and self.feed.failing())
 
     # --- what is offered ---------------------------------------------------------------
 
@@ -168,9 +264,51 @@ class Market:
                     timeframes=produced,
                     offline_start=int(shortest.times[0]) if shortest is not None else None,
                     offline_end=int(shortest.times[-1]) if shortest is not None else None,
+                    series=tuple(self._series_info(pair, tf, produced) for tf in timeframes),
                 )
             )
         return infos
+
+    def _series_info(
+        self, pair: str, timeframe: Timeframe, produced: Sequence[Timeframe]
+    ) -> SeriesInfo:
+        bars = self.offline.series.get((pair, timeframe)) if self.offline else None
+        replayed = self.mode == "replay" and bars is not None and len(bars) > 0
+        origin = (
+            self.offline.origins.get((pair, timeframe), "")
+            if replayed and self.offline
+            else "Yahoo Finance through yfinance"
+        )
+        return SeriesInfo(
+            timeframe=timeframe,
+            closes_only=self.closes_only(pair, timeframe),
+            source=self.feed.source,
+            origin=origin,
+            first_bar=int(bars.times[0]) if replayed and bars is not None else None,
+            last_bar=int(bars.times[-1]) if replayed and bars is not None else None,
+            signals=timeframe in produced,
+        )
+
+    def closes_only(self, pair: str, timeframe: Timeframe) -> bool:
+        """Whether the series' bars are single prices (fixings) rather than traded bars."""
+        bars = self.offline.series.get((pair, timeframe)) if self.offline else None
+        return self.mode == "replay" and bars is not None and bars.closes_only
+
+    def replay_state(self) -> ReplayState | None:
+        """Where the replay is; None for live data."""
+        if not isinstance(self.feed, ReplayFeed):
+            return None
+        feed = self.feed
+        lap, market_time = feed.position()
+        return ReplayState(
+            market_time=market_time,
+            start_time=feed.start,
+            end_time=feed.end,
+            speed=feed.clock.speed,
+            finished=feed.finished,
+            loops=feed.loop,
+            lap=lap,
+        )
 
     # --- queries -------------------------------------------------------------------------
 
@@ -213,12 +351,15 @@ class Market:
     # --- background work -----------------------------------------------------------------
 
     async def backfill(self) -> None:
-        """Store the history closed so far of every offered series (idempotent)."""
+        """Store the history closed so far of every series signals are produced for
+        (idempotent). Other series are read from the feed when asked for (the replay
+        holds its whole history in memory; live data is fetched on demand), which keeps
+        a start with sixteen replayed series from writing 16,000 bars at once."""
         for pair, timeframes in self.offered().items():
-            if self.mode != "replay" and pair not in self.signal_pairs:
+            if pair not in self.signal_pairs:
                 continue
             for timeframe in timeframes:
-                if self.mode != "replay" and timeframe not in self.signal_timeframes:
+                if timeframe not in self.signal_timeframes:
                     continue
                 try:
                     candles = await self.feed.history(pair, timeframe, self.backfill_bars)
@@ -255,6 +396,7 @@ class Market:
         cancellation on Python 3.11, and a TaskGroup cancels its children only once,
         so shutdown could wait forever. `run_together` cancels them until they end, and
         `run` ends only after both have (see common.shutdown)."""
+        await self.resume()
         try:
             await self.backfill()
         except Exception:
@@ -264,6 +406,7 @@ class Market:
             {
                 "market-record-closes": self.record_closes(),
                 "market-publish-prices": self.publish_prices(),
+                "market-remember-replay": self.remember_position(),
             }
         )
 
@@ -289,7 +432,8 @@ def _tick_of(bars: Candles, source: str) -> PriceTick:
 
 
 def offline_history(settings: Settings) -> OfflineHistory:
-    """The user's CSV (settings.market.market_data_csv) when set, else the bundled history."""
+    """The user's CSV (settings.market.market_data_csv) when set, else the default
+    history: the bundled EUR/USD hours and the ECB's daily rates."""
     if settings.market.market_data_csv:
         default_pair = (
             normalize_pair(settings.market.signal_pairs[0])
@@ -297,7 +441,14 @@ def offline_history(settings: Settings) -> OfflineHistory:
             else "EUR/USD"
         )
         return csv_history(settings.market.market_data_csv, default_pair)
-    return bundled_history()
+    return default_history()
+
+
+def yahoo_loader(base_url: str) -> Callable[..., Candles]:
+    """load_yahoo_history, asking `base_url` in Yahoo's place when one is set."""
+    if not base_url:
+        return load_yahoo_history
+    return functools.partial(load_yahoo_history, session=yahoo_session(base_url))
 
 
 def build_market(
@@ -331,15 +482,22 @@ def build_market(
                 {pair: list(Timeframe) for pair in pairs},
                 [(pair, tf) for pair in pairs for tf in timeframes],
                 poll_seconds=settings.market.market_data_poll_seconds,
+                loader=yahoo_loader(settings.market.yahoo_base_url),
             )
         else:
             offline = offline_history(settings)
             feed = ReplayFeed(
-                offline.series, speed=settings.market.replay_speed, source=offline.source
+                offline.series,
+                speed=settings.market.replay_speed,
+                source=offline.source,
+                origins=offline.origins,
+                loop=settings.market.replay_loop,
             )
     else:
         offline = (
-            OfflineHistory(feed.all_series(), feed.source) if isinstance(feed, ReplayFeed) else None
+            OfflineHistory(feed.all_series(), feed.source, feed.origins)
+            if isinstance(feed, ReplayFeed)
+            else None
         )
     mode = "live" if isinstance(feed, LiveFeed) else "replay"
     return Market(
@@ -351,4 +509,5 @@ def build_market(
         signal_pairs=pairs,
         signal_timeframes=timeframes,
         heartbeat_seconds=settings.streams.stream_heartbeat_seconds,
+        positions=ReplayPositions(sessions),
     )

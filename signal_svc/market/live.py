@@ -12,9 +12,13 @@ blocking I/O and its retries never stall the event loop, then:
   previous tick.
 
 `history()` serves the series' latest fetch when it is fresher than `poll_seconds`, and
-fetches otherwise. Yahoo unreachable → `MarketDataUnavailable` from `history()` (the
-RPC layer answers UNAVAILABLE); the poller logs it, marks the pair offline and tries
-again at the next poll. Only closed bars are ever returned as candles.
+fetches otherwise. Yahoo unreachable, rate limiting or answering what cannot be read
+(each fetch already retried with backoff by load_yahoo_history) → `MarketDataUnavailable`
+from `history()` (the RPC layer answers UNAVAILABLE); the poller logs it, marks the pair
+offline and the series failing (`failing()`, the "market_data" health check), and tries
+again later: while every series fails, the wait between polls doubles, up to
+MAX_POLL_BACKOFF times `poll_seconds`, so a rate-limited Yahoo is asked less often. Only
+closed bars are ever returned as candles, and nothing is made up meanwhile.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ DEFAULT_POLL_SECONDS = 60.0
 DEFAULT_HISTORY_BARS = 300
 # Most bars kept per series between polls.
 KEEP_BARS = 5000
+# While every series fails, polls are this many times further apart at most.
+MAX_POLL_BACKOFF = 8
 # What each poll asks Yahoo for: short ranges, enough to bridge a missed poll or two.
 POLL_PERIODS = {Timeframe.M15: "5d", Timeframe.H1: "5d", Timeframe.H4: "1mo", Timeframe.D1: "3mo"}
 
@@ -55,13 +61,20 @@ def _concat(old: Candles, new: Candles) -> Candles:
         return old
     keep = int(np.searchsorted(old.times, new.times[0], side="left"))
     head = old.slice(0, keep)
+
+    def joined(name: str) -> np.ndarray:
+        return np.concatenate([getattr(head, name), getattr(new, name)])
+
     merged = Candles(
         new.pair,
         new.timeframe,
-        *(
-            np.concatenate([getattr(head, name), getattr(new, name)])
-            for name in ("times", "open", "high", "low", "close", "volume")
-        ),
+        times=joined("times"),
+        open=joined("open"),
+        high=joined("high"),
+        low=joined("low"),
+        close=joined("close"),
+        volume=joined("volume"),
+        closes_only=new.closes_only,
     )
     return merged.tail(KEEP_BARS)
 
@@ -101,6 +114,8 @@ class LiveFeed:
         self._last_closed: dict[SeriesKey, int] = {}  # open time of the last emitted bar
         self._last_tick: dict[str, PriceTick] = {}
         self.online: dict[str, bool] = {}
+        # Series whose latest poll failed, and why.
+        self._failing: dict[SeriesKey, str] = {}
         self._close_queues: set[asyncio.Queue[CandleClosed]] = set()
         self._tick_queues: set[asyncio.Queue[PriceTick]] = set()
         self._poller: asyncio.Task[None] | None = None
@@ -159,10 +174,15 @@ class LiveFeed:
     def latest_tick(self, pair: str) -> PriceTick | None:
         return self._last_tick.get(pair)
 
+    def failing(self) -> dict[SeriesKey, str]:
+        """The polled series whose latest poll brought no data, and why."""
+        return dict(self._failing)
+
     # --- polling -------------------------------------------------------------------------
 
-    async def poll_once(self) -> None:
-        """Fetch every polled series once; queue the closes and ticks that are new."""
+    async def poll_once(self) -> bool:
+        """Fetch every polled series once; queue the closes and ticks that are new.
+        Whether any series brought data."""
         events: list[tuple[int, int, CandleClosed]] = []
         for key in self._polled:
             first = key not in self._bars
@@ -175,7 +195,10 @@ class LiveFeed:
                     timeframe=key[1].value,
                     error=str(exc),
                 )
+                self._failing[key] = str(exc)
                 continue
+            if self._failing.pop(key, None) is not None:
+                log.info("live market data flowing again", pair=key[0], timeframe=key[1].value)
             closed = self._closed(candles)
             if not len(closed):
                 continue
@@ -198,6 +221,7 @@ class LiveFeed:
         for _, _, event in sorted(events, key=lambda e: (e[0], e[1])):
             for queue in self._close_queues:
                 queue.put_nowait(event)
+        return len(self._failing) < len(self._polled)
 
     def _publish_tick(self, key: SeriesKey, candles: Candles) -> None:
         pair, timeframe = key
@@ -225,11 +249,14 @@ class LiveFeed:
             queue.put_nowait(tick)
 
     async def run(self) -> None:
-        """Poll forever (every `poll_seconds`)."""
+        """Poll forever: every `poll_seconds`, further apart while nothing comes back."""
+        backoff = 1
         while True:
             started = time.monotonic()
-            await self.poll_once()
-            await asyncio.sleep(max(0.0, self.poll_seconds - (time.monotonic() - started)))
+            answered = await self.poll_once()
+            backoff = 1 if answered else min(backoff * 2, MAX_POLL_BACKOFF)
+            wait = self.poll_seconds * backoff - (time.monotonic() - started)
+            await asyncio.sleep(max(0.0, wait))
 
     def _ensure_poller(self) -> None:
         if self._poller is None or self._poller.done():

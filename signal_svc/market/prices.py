@@ -10,7 +10,9 @@ queued tick of the same pair supersedes (so the latest price of every pair still
 through), or, when no queued tick is superseded (a buffer smaller than the number of
 pairs), simply the oldest. A dropped tick's high/low range is folded into the next tick
 of that pair the subscriber receives, so "the range traded since the previous update"
-stays true and a stop-loss touched in between is not missed. Other subscribers are never
+stays true and a stop-loss touched in between is not missed — within a replay lap: the
+range of a lap that is over is never folded into a price of the next (it is from another
+stretch of market time). Other subscribers are never
 affected by a slow one; each subscription counts what it dropped (`dropped`).
 
 Ticks are per replica: each signal_svc replica runs its own feed on the same data, so
@@ -45,8 +47,9 @@ class PriceSubscription:
         self.buffer = buffer
         self._queue: deque[PriceTick] = deque()
         self._ready = asyncio.Event()
-        # Ranges of dropped ticks, per pair, to fold into the next delivered tick.
-        self._carry: dict[str, tuple[float, float]] = {}
+        # Ranges (high, low, lap) of dropped ticks, per pair, to fold into the next
+        # delivered tick of the same lap.
+        self._carry: dict[str, tuple[float, float, int]] = {}
         self.dropped = 0
         self.closed = False
         self.snapshot: list[PriceTick] = []
@@ -72,13 +75,17 @@ class PriceSubscription:
         victim = next((i for i, queued in enumerate(self._queue) if newest[queued.pair] != i), 0)
         dropped = self._queue[victim]
         del self._queue[victim]
-        high, low = self._carry.get(dropped.pair, (dropped.high, dropped.low))
-        self._carry[dropped.pair] = (max(high, dropped.high), min(low, dropped.low))
+        high, low, lap = self._carry.get(dropped.pair, (dropped.high, dropped.low, dropped.lap))
+        if lap != dropped.lap:  # what was carried is from a lap that is over
+            high, low = dropped.high, dropped.low
+        self._carry[dropped.pair] = (max(high, dropped.high), min(low, dropped.low), dropped.lap)
         self.dropped += 1
 
     def _deliver(self, tick: PriceTick) -> PriceTick:
         carried = self._carry.pop(tick.pair, None)
-        return tick if carried is None else widen(tick, *carried)
+        if carried is None or carried[2] != tick.lap:
+            return tick
+        return widen(tick, carried[0], carried[1])
 
     def drain(self) -> list[PriceTick]:
         """Every queued tick, without waiting."""

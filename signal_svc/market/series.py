@@ -1,5 +1,14 @@
-"""The real history the replay offers offline: the EUR/USD bars bundled with the
-`backtesting` package, or a user's CSV file(s). Never synthetic prices.
+"""The real history the replay offers offline. Never synthetic prices.
+
+- The default (`default_history`): the hourly EUR/USD bars bundled with the
+  `backtesting` package (1h, and 4h aggregated from them; 2017-04 to 2018-02), and a
+  daily series of every supported pair from the ECB's euro reference rates (1999 to
+  2026, `common.market_data.ecb`): one fixing a day, closes only. EUR/USD's daily series
+  is the ECB's too, so all the daily series are the same kind and span the same years
+  (ten months of hours would give a daily EUR/USD that stops in 2018 while the others
+  run on, with a different kind of bar than the daily model learnt from).
+- `bundled_history`: the bundled hours alone (1h, 4h and 1d).
+- `csv_history`: a user's CSV file(s).
 
 Longer timeframes are aggregated from the shortest one available for a pair (4h and 1d
 from the bundled hours, as `common.market_data` does, with numpy: this module, run by the
@@ -22,7 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,6 +46,7 @@ from common.market_data import (
     load_bundled_history,
     load_csv_history,
 )
+from common.market_data.ecb import ECB_PAIRS, EURO, load_ecb_history
 
 SeriesKey = tuple[str, Timeframe]
 
@@ -50,11 +60,13 @@ _TIMEFRAME_IN_NAME = re.compile(r"(?<![0-9A-Za-z])(15m|1h|4h|1d)(?![0-9A-Za-z])"
 
 @dataclass(frozen=True)
 class OfflineHistory:
-    """Every series of real bars available without a network, and where they came from
-    ("replay" for the bundled history, "csv" for a user's files)."""
+    """Every series of real bars available without a network, where they came from
+    ("replay" for the history installed with AIFX, "csv" for a user's files), and each
+    series' origin in words (ListPairs shows it)."""
 
     series: Mapping[SeriesKey, Candles]
     source: str
+    origins: Mapping[SeriesKey, str] = field(default_factory=dict)
 
     def offered(self) -> dict[str, list[Timeframe]]:
         """Pair → its timeframes, shortest first."""
@@ -109,7 +121,42 @@ def bundled_history() -> OfflineHistory:
         for timeframe in timeframes:
             candles = base if timeframe == shortest else load_bundled_history(pair, timeframe)
             series[(pair, timeframe)] = complete_bars(candles, base)
-    return OfflineHistory(ordered(series), "replay")
+    origins = {key: BUNDLED_ORIGIN for key in series}
+    return OfflineHistory(ordered(series), "replay", origins)
+
+
+BUNDLED_ORIGIN = (
+    "hourly EUR/USD bars shipped with the backtesting package (4h and 1d built from them)"
+)
+
+
+def ecb_origin(pair: str) -> str:
+    """How a pair's daily series is derived from the ECB's rates, in words."""
+    base, quote = pair.split("/")
+    if base == EURO:
+        how = f"the {quote} rate itself"
+    elif quote == EURO:
+        how = f"1 divided by the {base} rate"
+    else:
+        how = f"the {quote} rate divided by the {base} rate of the same day"
+    return f"ECB euro reference rates (one fixing a day, closes only): {how}"
+
+
+@lru_cache(maxsize=1)
+def default_history() -> OfflineHistory:
+    """The default offline history (see the module docstring): EUR/USD 1h and 4h from
+    the bundled hours, and a daily closes-only series of every supported pair from the
+    ECB's reference rates. EUR/USD 1h comes first: the replay starts in it."""
+    hours = load_bundled_history("EUR/USD", Timeframe.H1)
+    series: dict[SeriesKey, Candles] = {
+        ("EUR/USD", Timeframe.H1): hours,
+        ("EUR/USD", Timeframe.H4): aggregate(hours, Timeframe.H4),
+    }
+    origins = dict.fromkeys(series, BUNDLED_ORIGIN)
+    for pair, candles in load_ecb_history(ECB_PAIRS).items():
+        series[(pair, Timeframe.D1)] = candles
+        origins[(pair, Timeframe.D1)] = ecb_origin(pair)
+    return OfflineHistory(ordered(series, ["EUR/USD"]), "replay", origins)
 
 
 def csv_history(path: str | Path, default_pair: str = "EUR/USD") -> OfflineHistory:
@@ -149,7 +196,9 @@ def csv_history(path: str | Path, default_pair: str = "EUR/USD") -> OfflineHisto
                 built = aggregate(base, timeframe)
                 if len(built):
                     series[(pair, timeframe)] = built
-    return OfflineHistory(ordered(series, [default_pair]), "csv")
+    origins = {key: f"CSV file {origin[key].name}" for key in loaded}
+    origins.update({key: f"built from {key[0]} CSV bars" for key in series if key not in origins})
+    return OfflineHistory(ordered(series, [default_pair]), "csv", origins)
 
 
 def _pair_in_name(stem: str) -> str | None:

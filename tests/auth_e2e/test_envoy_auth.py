@@ -654,3 +654,31 @@ async def test_upstream_down_is_503_json(tmp_path: Path):
         error(jwks, 503, 14)
 
     assert "unavailable" in body["message"]
+
+
+async def test_patch_preferences_with_timeframes_as_traders_write_them(http):
+    _, registered = await register(http)
+    auth = bearer(registered["tokens"]["accessToken"])
+
+    response = await http.patch(
+        "/api/v1/auth/preferences", json={"timeframes": ["1h", "4H", "TIMEFRAME_D1"]}, headers=auth
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["preferences"]["timeframes"] == [
+        "TIMEFRAME_H1",
+        "TIMEFRAME_H4",
+        "TIMEFRAME_D1",
+    ]
+    refused = await http.patch(
+        "/api/v1/auth/preferences", json={"timeframes": ["1h", "5m"]}, headers=auth
+    )
+    body = error(refused, 400, 3)
+    assert set(violations(body)) == {"timeframes[1]"}
+    assert "15m, 1h, 4h, 1d" in body["message"]
+    stored = await http.get("/api/v1/auth/preferences", headers=auth)
+    assert stored.json()["preferences"]["timeframes"] == [
+        "TIMEFRAME_H1",
+        "TIMEFRAME_H4",
+        "TIMEFRAME_D1",
+    ]

@@ -109,7 +109,17 @@ def test_period_requests_pass_the_range(yahoo_standin) -> None:
     assert bars.query["range"] == "1mo" and "period1" not in bars.query
 
 
-@pytest.mark.parametrize("mode", ["empty", "http500"])
+# What each failure of Yahoo's looks like in the error: its cause, in yfinance's words.
+CAUSES = {
+    "empty": "no price data found",
+    "http500": "no price data found",
+    "http429": "YFRateLimitError: Too Many Requests",
+    "garbage": "no price data found",
+    "malformed": "an answer yfinance could not read",
+}
+
+
+@pytest.mark.parametrize("mode", list(CAUSES))
 def test_no_bars_is_retried_then_unavailable(yahoo_standin, monkeypatch, mode) -> None:
     standin, session = yahoo_standin
     standin.bars, standin.mode = EURUSD, mode
@@ -124,12 +134,12 @@ def test_no_bars_is_retried_then_unavailable(yahoo_standin, monkeypatch, mode) -
     message = str(caught.value)
     assert message.startswith("Yahoo Finance is unreachable or sent no bars for EURUSD=X 1h")
     assert "2017-05-01T00:00Z → 2017-05-20T00:00Z (3 attempts)" in message
-    assert "no price data found" in message  # yfinance's own words, as the cause
+    assert CAUSES[mode] in message, message
     # Exponential backoff: 0.5 s, then 1 s (recorded, not slept).
     assert waits == [0.5, 1.0]
     # Every attempt reached the stand-in: the memo of past ranges was cleared between
     # them. On an HTTP error yfinance itself asks once more with its other cookie method.
-    per_attempt = 2 if mode == "http500" else 1
+    per_attempt = 2 if mode in ("http500", "http429") else 1
     assert len(standin.history_requests()) == 3 * per_attempt
 
 

@@ -159,15 +159,17 @@ class PositionEnv:
         index: int,
         *servers: PositionServer,
         prices: PriceStandIn | None = None,
+        lap: int = 0,
     ) -> Decimal:
-        """Push real bar `index` and wait until every server (default: the main one)
-        has evaluated it; its close. When the current price is that close already (and
-        was evaluated), nothing is pushed: the wait could not tell the two apart."""
+        """Push real bar `index` (of replay lap `lap`) and wait until every server
+        (default: the main one) has evaluated it; its close. When the current price is
+        that close already (and was evaluated), nothing is pushed: the wait could not
+        tell the two apart."""
         prices = prices or self.prices
         previous = prices.current.get(PAIR)
         close = prices.close_of(index)
         if previous is None or prices.close_of_update(previous) != close:
-            prices.push(index)
+            prices.push(index, lap)
         for server in servers or (self.main,):
             await self.evaluated(close, server)
         return close

@@ -53,8 +53,8 @@ class PriceStandIn(signal_pb2_grpc.SignalInternalServiceServicer):
     def open_streams(self) -> int:
         return len(self._streams)
 
-    def update(self, index: int) -> signal_pb2.PriceUpdate:
-        """The PriceUpdate of real bar `index`."""
+    def update(self, index: int, lap: int = 0) -> signal_pb2.PriceUpdate:
+        """The PriceUpdate of real bar `index` (in replay lap `lap`)."""
         bars = self.bars
         update = signal_pb2.PriceUpdate(
             price=signal_pb2.Price(
@@ -64,6 +64,7 @@ class PriceStandIn(signal_pb2_grpc.SignalInternalServiceServicer):
             ),
             high=float(bars.high[index]),
             low=float(bars.low[index]),
+            replay_lap=lap,
         )
         update.price.time.FromSeconds(int(bars.times[index]))
         return update
@@ -76,15 +77,15 @@ class PriceStandIn(signal_pb2_grpc.SignalInternalServiceServicer):
     def close_of_update(update: signal_pb2.PriceUpdate) -> Decimal:
         return decimal_price(update.price.price)
 
-    def set(self, index: int) -> signal_pb2.PriceUpdate:
+    def set(self, index: int, lap: int = 0) -> signal_pb2.PriceUpdate:
         """Make bar `index` the current price without streaming it."""
-        update = self.update(index)
+        update = self.update(index, lap)
         self.current[update.price.pair] = update
         return update
 
-    def push(self, index: int) -> signal_pb2.PriceUpdate:
+    def push(self, index: int, lap: int = 0) -> signal_pb2.PriceUpdate:
         """Make bar `index` the current price and send it to every open stream."""
-        update = self.set(index)
+        update = self.set(index, lap)
         for queue in self._streams:
             queue.put_nowait(update)
         return update

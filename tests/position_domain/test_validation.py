@@ -118,7 +118,9 @@ def test_pair(pair, message):
 
 
 def test_side_missing_or_hold():
-    assert violations_of(side=None) == [("side", "must be TRADE_ACTION_BUY or TRADE_ACTION_SELL")]
+    assert violations_of(side=None) == [
+        ("side", "must be buy or sell (TRADE_ACTION_BUY or TRADE_ACTION_SELL)")
+    ]
 
 
 @pytest.mark.parametrize(

@@ -508,3 +508,35 @@ async def test_one_request_id_in_the_log_of_every_service_a_request_touched(
     assert request_id
     assert lines.ids_of("/aifx.position.v1.PositionService/OpenPosition") == [request_id]
     assert lines.ids_of("/aifx.signal.v1.SignalInternalService/GetPriceInternal") == [request_id]
+
+
+async def test_side_status_and_period_as_traders_write_them(
+    position_edge: PositionEdge, http: httpx.AsyncClient
+):
+    token = await position_edge.new_user()
+    entry = await entry_near_market(position_edge)
+    bought = await open_position(http, token, open_body(entry, side="buy"))
+    sold = await open_position(http, token, open_body(entry, side="Sell"))
+    assert (bought["side"], sold["side"]) == ("TRADE_ACTION_BUY", "TRADE_ACTION_SELL")
+    listed = await http.get(POSITIONS_PATH, params={"status": "open"}, headers=bearer(token))
+    assert listed.status_code == 200, listed.text
+    assert {p["id"] for p in listed.json()["positions"]} == {bought["id"], sold["id"]}
+    performance = await http.get(
+        f"{POSITIONS_PATH}/performance", params={"period": "month"}, headers=bearer(token)
+    )
+    assert performance.status_code == 200, performance.text
+
+    refused = await http.post(
+        POSITIONS_PATH, json=open_body(entry, side="long"), headers=bearer(token)
+    )
+    body = error_body(refused, 400, 3)
+    assert set(violations(body)) == {"side"} and "use one of buy, sell" in body["message"]
+    assert "hold" not in body["message"]
+    refused = await http.get(POSITIONS_PATH, params={"status": "pending"}, headers=bearer(token))
+    assert set(violations(error_body(refused, 400, 3))) == {"status"}
+    # HOLD is an action, but no side a position can take.
+    hold = await http.post(
+        POSITIONS_PATH, json=open_body(entry, side="hold"), headers=bearer(token)
+    )
+    hold_body = error_body(hold, 400, 3)
+    assert set(violations(hold_body)) == {"side"} and "use one of buy, sell" in hold_body["message"]

@@ -116,7 +116,14 @@ def signal_settings(
             "inference_target": f"127.0.0.1:{inference_stack.server.port}",
             "replay_speed": REPLAY_SPEED,
             "stream_heartbeat_seconds": HEARTBEAT_SECONDS,
-            "signal_timeframes": ["1h"],
+            # EUR/USD hourly and two daily fixings: enough to see both kinds, few
+            # enough that the fast replay's signals keep pace on a slow machine.
+            "signal_pairs": ["EUR/USD", "GBP/USD"],
+            # The fast replay hands inference batches of up to 64 series at once; on a
+            # busy 2-core machine those may take longer than the product's 0.5 s, and
+            # these tests are about the chain, not the fallback (tests/signal_engine).
+            "inference_timeout_seconds": 5.0,
+            "signal_timeframes": ["1h", "1d"],
             "signal_metrics_port": 0,
             "service_token": SecretStr(service_token),
         }

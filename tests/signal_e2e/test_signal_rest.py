@@ -15,8 +15,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from auth_svc.signing_keys import load_signing_key
+from common.market_data.ecb import ECB_PAIRS
 from tests.infra import sign_access_token
 from tests.signal_e2e.conftest import (
+    REPLAY_SPEED,
     SignalEdge,
     bearer,
     error_body,
@@ -177,7 +179,7 @@ async def test_get_signal_for_a_pair_without_signals_is_404(
     assert reason(body) == "SIGNAL_NOT_FOUND"
 
 
-@pytest.mark.parametrize("timeframe", ["TIMEFRAME_H7", "99", "1h"])
+@pytest.mark.parametrize("timeframe", ["TIMEFRAME_H7", "99", "2h"])
 async def test_get_signal_with_an_unknown_timeframe_is_400_naming_timeframe(
     signal_edge: SignalEdge, http: httpx.AsyncClient, timeframe: str
 ):
@@ -185,8 +187,9 @@ async def test_get_signal_with_an_unknown_timeframe_is_400_naming_timeframe(
         SIGNAL_PATH, params={"timeframe": timeframe}, headers=bearer(signal_edge.access_token)
     )
 
-    # Envoy's transcoder refuses a value that is not of the enum before signal_svc sees
-    # it; its message names the field.
+    # Envoy refuses a value of no accepted form before signal_svc sees it (an enum number
+    # that names no timeframe, signal_svc refuses); either way the message names the
+    # field.
     body = error_body(response, 400, 3)
     assert body["message"].startswith("timeframe:"), body
 
@@ -246,7 +249,10 @@ async def test_list_signals_filters(signal_edge: SignalEdge, http: httpx.AsyncCl
     assert all(s["action"] == "TRADE_ACTION_HOLD" for s in holds)
     assert recent and all(rfc3339(s["createTime"]) >= rfc3339(newest_time) for s in recent)
     assert int(recent[-1]["id"]) == int(newest["signals"][0]["id"])
-    assert other_pair == [] and other_timeframe == []
+    assert other_pair == []
+    # Daily signals: of the two daily series this stack produces, both ECB fixings.
+    assert other_timeframe and {s["pair"] for s in other_timeframe} <= {"EUR/USD", "GBP/USD"}
+    assert all(s["timeframe"] == "TIMEFRAME_D1" for s in other_timeframe)
 
 
 async def test_list_signals_bad_filters_are_400_naming_the_field(
@@ -334,13 +340,25 @@ async def test_pairs(signal_edge: SignalEdge, http: httpx.AsyncClient):
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["nextPageToken"] == ""
-    assert [p["pair"] for p in body["pairs"]] == ["EUR/USD"]
-    eurusd = body["pairs"][0]
+    pairs = {p["pair"]: p for p in body["pairs"]}
+    assert list(pairs) == sorted(ECB_PAIRS)  # every supported pair, from the ECB's rates
+    eurusd = pairs["EUR/USD"]
     assert eurusd["offline"] is True and eurusd["online"] is False
     assert eurusd["sources"] == ["MARKET_DATA_SOURCE_REPLAY"]
-    assert eurusd["timeframes"] == ["TIMEFRAME_H1"]
+    assert eurusd["timeframes"] == ["TIMEFRAME_H1", "TIMEFRAME_D1"]  # signals of this stack
     assert eurusd["pipSize"] == pytest.approx(0.0001)
     assert eurusd["offlineStartTime"] == "2017-04-19T09:00:00Z"
+    kinds = {s["timeframe"]: s["priceKind"] for s in eurusd["series"]}
+    assert kinds == {
+        "TIMEFRAME_H1": "PRICE_KIND_OHLC",
+        "TIMEFRAME_H4": "PRICE_KIND_OHLC",
+        "TIMEFRAME_D1": "PRICE_KIND_CLOSES_ONLY",
+    }
+    (gbp_jpy,) = pairs["GBP/JPY"]["series"]
+    assert gbp_jpy["priceKind"] == "PRICE_KIND_CLOSES_ONLY"
+    assert gbp_jpy["origin"].endswith("the JPY rate divided by the GBP rate of the same day")
+    assert gbp_jpy["firstBarTime"] == "1999-01-04T00:00:00Z"
+    assert body["replay"]["finished"] is False and body["replay"]["speed"] == REPLAY_SPEED
 
 
 # --- auth required ----------------------------------------------------------------------

@@ -85,8 +85,8 @@ async def test_signal_stream_with_filters(signal_edge: SignalEdge, http: httpx.A
 
 
 async def test_idle_signal_stream_gets_heartbeats(signal_edge: SignalEdge, http: httpx.AsyncClient):
-    # No daily signals are configured: nothing but heartbeats on this subscription.
-    params = {"access_token": signal_edge.access_token, "timeframes": "TIMEFRAME_D1"}
+    # No 4-hour signals are configured: nothing but heartbeats on this subscription.
+    params = {"access_token": signal_edge.access_token, "timeframes": "TIMEFRAME_H4"}
     async with event_stream(http, STREAM_PATH, params) as sse:
         events = [await sse.next(within=5.0) for _ in range(2)]
 

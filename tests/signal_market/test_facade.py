@@ -1,4 +1,5 @@
-"""build_market from settings: the replay of the bundled history by default, a user's
+"""build_market from settings: the replay of the bundled hours and the ECB's daily
+fixings by default, a user's
 CSV when configured, the live provider in live mode; a bad CSV fails at startup. And
 `Market.run` stops even when a child loses its cancellation."""
 
@@ -14,6 +15,7 @@ from common.db import create_engine, session_factory
 from common.kv import MemoryStore
 from common.market import Timeframe
 from common.market_data import CsvFormatError
+from common.market_data.ecb import ECB_PAIRS
 from common.shutdown import stop_tasks
 from signal_svc.market import LiveFeed, ReplayFeed, build_market
 from signal_svc.market.candle_store import CandleStore
@@ -40,14 +42,32 @@ async def build(tmp_path):
         await engine.dispose()
 
 
-async def test_default_is_the_bundled_replay_at_the_configured_speed(build, bundled):
+async def test_default_replays_the_bundled_hours_and_the_ecb_fixings(build, bundled):
     market = build(replay_speed=7200, stream_heartbeat_seconds=3, subscriber_buffer=9)
     assert isinstance(market.feed, ReplayFeed) and market.feed.clock.speed == 7200
-    assert market.offered() == {EURUSD: [Timeframe.H1, Timeframe.H4, Timeframe.D1]}
+    offered = market.offered()
+    assert offered[EURUSD] == [Timeframe.H1, Timeframe.H4, Timeframe.D1]
+    assert set(offered) == set(ECB_PAIRS)
+    assert all(offered[pair] == [Timeframe.D1] for pair in offered if pair != EURUSD)
     assert (market.heartbeat_seconds, market.prices.buffer) == (3, 9)
-    # The price at market time is known before the first tick.
+    # The replay starts 300 hours into the bundled history; the price at market time is
+    # known before the first tick.
     hours = bundled.series[(EURUSD, Timeframe.H1)]
     assert (await market.price(EURUSD)).price == hours.close[299]
+    # Hours are traded bars; the daily series are ECB fixings, closes only.
+    assert not market.closes_only(EURUSD, Timeframe.H1)
+    assert market.closes_only(EURUSD, Timeframe.D1) and market.closes_only("GBP/JPY", Timeframe.D1)
+    by_pair = {info.pair: info for info in market.pairs()}
+    eur, gbp_jpy = by_pair[EURUSD], by_pair["GBP/JPY"]
+    assert [s.timeframe for s in eur.series] == [Timeframe.H1, Timeframe.H4, Timeframe.D1]
+    assert "backtesting" in eur.series[0].origin and "ECB" in eur.series[2].origin
+    assert gbp_jpy.series[0].origin.endswith("the JPY rate divided by the GBP rate of the same day")
+    assert gbp_jpy.series[0].closes_only and gbp_jpy.series[0].signals
+    # Signals by default: the ten majors and crosses daily, EUR/USD also 1h and 4h.
+    assert eur.timeframes == [Timeframe.H1, Timeframe.H4, Timeframe.D1]
+    assert by_pair["EUR/CHF"].timeframes == []  # offered, no signals by default
+    state = market.replay_state()
+    assert state is not None and not state.finished and state.speed == 7200
     await market.close()
 
 
@@ -65,7 +85,7 @@ async def test_csv_replaces_the_bundled_history(build, bundled, tmp_path):
     assert set(market.offered()) == {"GBP/USD"}
     (info,) = market.pairs()
     assert info.pair == "GBP/USD" and info.sources == ["csv"] and info.offline
-    assert info.timeframes == [Timeframe.H1]
+    assert info.timeframes == [Timeframe.H1, Timeframe.H4, Timeframe.D1]
     assert (await market.price("GBP/USD")).price == hours.close[2299]
     await market.close()
 
@@ -80,8 +100,10 @@ async def test_live_mode_offers_the_signal_pairs_and_fetches_nothing_at_startup(
     assert set(market.offered()) == {EURUSD, "USD/JPY"}
     assert market.feed.tick_pairs() == [EURUSD, "USD/JPY"]
     infos = {info.pair: info for info in market.pairs()}
-    assert infos["USD/JPY"].pip_size == 0.01 and not infos["USD/JPY"].offline
-    assert infos[EURUSD].offline  # the bundled history exists, though live serves it
+    assert infos["USD/JPY"].pip_size == 0.01
+    # Offline history exists for both (hours, ECB fixings), though live serves them.
+    assert infos[EURUSD].offline and infos["USD/JPY"].offline
+    assert not any(series.closes_only for series in infos["USD/JPY"].series)  # Yahoo bars
     assert infos[EURUSD].timeframes == [Timeframe.H1, Timeframe.H4]
     assert market.feed.online == {}
     await market.close()

@@ -82,7 +82,12 @@ async def stack(db, bundled):
     """A market frozen 300 bars into the bundled history, with storage backfilled."""
     settings, sessions = db
     clock = SteppedClock()
-    feed = ReplayFeed(bundled.series, speed=settings.market.replay_speed, monotonic=clock)
+    feed = ReplayFeed(
+        bundled.series,
+        speed=settings.market.replay_speed,
+        monotonic=clock,
+        origins=bundled.origins,
+    )
     market = build_market(settings, sessions, feed=feed, cache=MemoryStore())
     await market.backfill()
     async with serving(market) as channel:
@@ -267,9 +272,16 @@ async def test_list_pairs_offers_only_pairs_with_real_data(stack, bundled):
     assert info.pip_size == 0.0001
     assert (info.online, info.offline) == (False, True)
     assert list(info.sources) == [signal_pb2.MARKET_DATA_SOURCE_REPLAY]
-    assert list(info.timeframes) == [market_pb2.TIMEFRAME_H1]  # settings.market.signal_timeframes
+    # settings.market.signal_timeframes (1h, 4h, 1d) that have data.
+    hours_4_1 = [market_pb2.TIMEFRAME_H1, market_pb2.TIMEFRAME_H4, market_pb2.TIMEFRAME_D1]
+    assert list(info.timeframes) == hours_4_1
     assert info.offline_start_time.seconds == hours.times[0]
     assert info.offline_end_time.seconds == hours.times[-1]
+    assert [s.timeframe for s in info.series] == hours_4_1
+    assert {s.price_kind for s in info.series} == {market_pb2.PRICE_KIND_OHLC}
+    assert all("backtesting" in s.origin and s.signals for s in info.series)
+    assert info.series[0].first_bar_time.seconds == hours.times[0]
+    assert reply.replay.speed == stack.market.feed.clock.speed and not reply.replay.finished
     assert reply.next_page_token == ""
     one = await stack.stub.ListPairs(signal_pb2.ListPairsRequest(page_size=1), metadata=USER)
     assert list(one.pairs) == list(reply.pairs) and one.next_page_token == ""

@@ -5,6 +5,7 @@ without holding up anyone else."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -74,6 +75,25 @@ async def test_slow_subscriber_loses_its_oldest_ticks_only(bundled):
         assert late[0].high == max(t.high for t in ticks[:7])
         assert late[0].low == min(t.low for t in ticks[:7])
         assert late[1:] == ticks[7:]
+
+
+async def test_a_dropped_range_is_never_carried_into_the_next_replay_lap(bundled):
+    """The last ticks of a lap are dropped, then the replay starts again: the first tick
+    of the new lap is from years earlier and carries only its own range; within the new
+    lap, dropped ranges are carried as before."""
+    hub = PriceHub(buffer=2)
+    end_of_lap = real_ticks(bundled, 300, 4)
+    next_lap = [dataclasses.replace(t, lap=1) for t in real_ticks(bundled, 0, 3)]
+    with hub.subscribe([EURUSD]) as slow:
+        for tick in end_of_lap + next_lap:
+            hub.publish(tick)
+        assert slow.dropped == 5
+        got = slow.drain()
+    assert [t.lap for t in got] == [1, 1]
+    assert got[0].time == next_lap[1].time
+    assert got[0].high == max(next_lap[0].high, next_lap[1].high)
+    assert got[0].low == min(next_lap[0].low, next_lap[1].low)
+    assert got[1] == next_lap[2]
 
 
 async def test_overflow_keeps_the_latest_price_of_every_pair(bundled):

@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.candles import TIMEFRAME_SECONDS
+from common.candles import TIMEFRAME_SECONDS, Candles, make_candles
 from common.market import Timeframe
 from common.market_data import CsvFormatError, MarketDataError, aggregate_hourly, frame_to_candles
+from common.shutdown import stop_tasks
 from signal_svc.market import ReplayClock, ReplayFeed, csv_history
 from signal_svc.market.series import close_times, complete_bars
-from tests.infra import heavy_imports_after
+from tests.infra import eventually, heavy_imports_after
 
 EURUSD = "EUR/USD"
 H1, H4, D1 = Timeframe.H1, Timeframe.H4, Timeframe.D1
@@ -107,11 +108,11 @@ async def test_closes_arrive_when_market_time_reaches_them(bundled):
     gaps = np.diff(hours.times)
     warmup = next(i for i in range(300, 5000) if (gaps[i - 1 : i + 7] == 3600).all())
     feed = ReplayFeed(bundled.series, speed=speed, warmup_bars=warmup)
-    t0 = time.monotonic()
     lateness = []
     async for event in feed.closes():
-        due = (event.candles.times[-1] + TIMEFRAME_SECONDS[event.timeframe] - feed.start) / speed
-        lateness.append(time.monotonic() - t0 - due)
+        # Real seconds since market time reached the bar's close, on the feed's own clock.
+        close = event.candles.times[-1] + TIMEFRAME_SECONDS[event.timeframe]
+        lateness.append((feed.now() - close) / speed)
         if len(lateness) == 6:
             break
     assert min(lateness) >= -0.002  # never early
@@ -280,3 +281,86 @@ async def test_a_finished_replay_stops_and_keeps_its_last_prices(bundled, steppe
     assert feed.latest_tick(EURUSD).price == hours.close[-1]
     assert (await feed.history(EURUSD, H1, 2)).times[-1] == hours.times[-1]
     await asyncio.sleep(0)
+
+
+async def test_a_resumed_replay_continues_where_an_earlier_run_stopped(bundled, stepped):
+    hours = bundled.series[(EURUSD, H1)]
+    closes_at = close_times(hours)
+    first = ReplayFeed(bundled.series, speed=3600, monotonic=stepped)
+    stepped.advance((closes_at[349] + 1800 - first.start) / 3600)  # half past bar 349
+    stopped_at = first.now()
+    # The service restarts: a new feed, told where the last one was.
+    again = ReplayFeed(bundled.series, speed=3600, monotonic=stepped)
+    again.resume(stopped_at)
+    assert again.now() == stopped_at and again.lap == 0 and again.start == first.start
+    closes = again.closes()
+    stepped.advance((closes_at[350] - stopped_at) / 3600)
+    event = await asyncio.wait_for(anext(closes), 1)
+    # The first close after the resume point: nothing replayed twice, nothing skipped.
+    assert event.timeframe == H1 and event.candles.times[-1] == hours.times[350]
+    assert again.latest_tick(EURUSD).price == hours.close[350]
+    await closes.aclose()
+    # A position past the end is the end: the replay is finished.
+    done = ReplayFeed(bundled.series, speed=3600, monotonic=stepped)
+    done.resume(done.end + 10 * 86_400)
+    assert done.finished and [e async for e in done.closes()] == []
+
+
+async def test_a_looping_replay_starts_again_with_every_close_of_every_lap(bundled, stepped):
+    """From 4,990 hours in, looping: each consumer gets the last bars of lap 0, then the
+    same bars again as lap 1 (prices back at the start's), in order, nothing lost."""
+    feed = ReplayFeed(bundled.series, speed=3600, warmup_bars=4990, monotonic=stepped, loop=True)
+    hours = bundled.series[(EURUSD, H1)]
+    events: list[tuple[int, int]] = []
+    prices: list[tuple[int, float]] = []
+
+    async def read_closes() -> None:
+        async for event in feed.closes():
+            if event.timeframe == H1:
+                events.append((event.lap, int(event.candles.times[-1])))
+
+    async def read_ticks() -> None:
+        async for tick in feed.ticks():
+            prices.append((tick.lap, tick.price))
+
+    readers = [asyncio.create_task(read_closes()), asyncio.create_task(read_ticks())]
+    lap_hours = (feed.end - feed.start) / 3600
+    try:
+        await asyncio.sleep(0)
+        stepped.advance(lap_hours)  # lap 0 runs out...
+        await eventually(lambda: len(events) == len(prices) == 10, "the rest of lap 0")
+        await eventually(lambda: feed.lap == 1, "lap 1 to start")
+        assert not feed.finished
+        stepped.advance(lap_hours)  # ...and lap 1 replays the same hours
+        await eventually(lambda: len(events) == len(prices) == 20, "lap 1")
+    finally:
+        await stop_tasks(*readers)
+    last_ten = [int(t) for t in hours.times[4990:5000]]
+    assert events == [(0, t) for t in last_ten] + [(1, t) for t in last_ten]
+    last_closes = [float(p) for p in hours.close[4990:5000]]
+    assert prices == [(0, p) for p in last_closes] + [(1, p) for p in last_closes]
+    assert feed.latest_tick(EURUSD).lap == feed.lap  # type: ignore[union-attr]
+
+
+def test_a_pairs_price_comes_from_its_shortest_series_with_bars(bundled, stepped):
+    """EUR/USD's hours end in February 2018, its daily fixings run on: after the hours,
+    the pair's price is the fixing."""
+    hours = bundled.series[(EURUSD, H1)]
+    days = hours.times[-1] - hours.times[-1] % 86_400
+    fixings = make_candles(
+        EURUSD,
+        D1,
+        [days - 86_400, days, days + 86_400, days + 2 * 86_400],
+        *([1.1, 1.2, 1.3, 1.4],) * 4,
+    )
+    fixings = Candles(**{**fixings.__dict__, "closes_only": True})
+    feed = ReplayFeed({(EURUSD, H1): hours, (EURUSD, D1): fixings}, speed=3600, monotonic=stepped)
+    stepped.advance((hours.times[-1] + 3600 - feed.start) / 3600)
+    assert feed.latest_tick(EURUSD).price == hours.close[-1]  # the last hour
+    stepped.advance(3 * 24)  # two more days: only the fixings have bars
+    tick = feed.latest_tick(EURUSD)
+    assert tick.price == tick.high == tick.low == 1.4
+    ticks_of = feed._tick_rows
+    daily = feed._timeline[:, 1] == 86_400
+    after_hours = feed._timeline[:, 0] > hours.times[-1] + 3600
+    assert ticks_of[daily & after_hours].all() and not ticks_of[daily & ~after_hours].any()

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61ifx/common/v1/market.proto\x12\x0e\x61ifx.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x7f\n\x06\x43\x61ndle\x12-\n\topen_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04open\x18\x02 \x01(\x01\x12\x0c\n\x04high\x18\x03 \x01(\x01\x12\x0b\n\x03low\x18\x04 \x01(\x01\x12\r\n\x05\x63lose\x18\x05 \x01(\x01\x12\x0e\n\x06volume\x18\x06 \x01(\x01*o\n\tTimeframe\x12\x19\n\x15TIMEFRAME_UNSPECIFIED\x10\x00\x12\x11\n\rTIMEFRAME_M15\x10\x01\x12\x10\n\x0cTIMEFRAME_H1\x10\x02\x12\x10\n\x0cTIMEFRAME_H4\x10\x03\x12\x10\n\x0cTIMEFRAME_D1\x10\x04*o\n\x0bTradeAction\x12\x1c\n\x18TRADE_ACTION_UNSPECIFIED\x10\x00\x12\x14\n\x10TRADE_ACTION_BUY\x10\x01\x12\x15\n\x11TRADE_ACTION_SELL\x10\x02\x12\x15\n\x11TRADE_ACTION_HOLD\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61ifx/common/v1/market.proto\x12\x0e\x61ifx.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x7f\n\x06\x43\x61ndle\x12-\n\topen_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04open\x18\x02 \x01(\x01\x12\x0c\n\x04high\x18\x03 \x01(\x01\x12\x0b\n\x03low\x18\x04 \x01(\x01\x12\r\n\x05\x63lose\x18\x05 \x01(\x01\x12\x0e\n\x06volume\x18\x06 \x01(\x01*o\n\tTimeframe\x12\x19\n\x15TIMEFRAME_UNSPECIFIED\x10\x00\x12\x11\n\rTIMEFRAME_M15\x10\x01\x12\x10\n\x0cTIMEFRAME_H1\x10\x02\x12\x10\n\x0cTIMEFRAME_H4\x10\x03\x12\x10\n\x0cTIMEFRAME_D1\x10\x04*o\n\x0bTradeAction\x12\x1c\n\x18TRADE_ACTION_UNSPECIFIED\x10\x00\x12\x14\n\x10TRADE_ACTION_BUY\x10\x01\x12\x15\n\x11TRADE_ACTION_SELL\x10\x02\x12\x15\n\x11TRADE_ACTION_HOLD\x10\x03*X\n\tPriceKind\x12\x1a\n\x16PRICE_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fPRICE_KIND_OHLC\x10\x01\x12\x1a\n\x16PRICE_KIND_CLOSES_ONLY\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TIMEFRAME']._serialized_end=320
   _globals['_TRADEACTION']._serialized_start=322
   _globals['_TRADEACTION']._serialized_end=433
+  _globals['_PRICEKIND']._serialized_start=435
+  _globals['_PRICEKIND']._serialized_end=523
   _globals['_CANDLE']._serialized_start=80
   _globals['_CANDLE']._serialized_end=207
 # @@protoc_insertion_point(module_scope)

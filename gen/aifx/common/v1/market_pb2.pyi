@@ -75,6 +75,36 @@ TRADE_ACTION_HOLD: TradeAction.ValueType  # 3
 """Stay out: the expected move is too small or too uncertain to trade."""
 Global___TradeAction: _TypeAlias = TradeAction  # noqa: Y015
 
+class _PriceKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PriceKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PriceKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PRICE_KIND_UNSPECIFIED: _PriceKind.ValueType  # 0
+    PRICE_KIND_OHLC: _PriceKind.ValueType  # 1
+    """Traded bars: open, high, low and close (e.g. the hourly EUR/USD history)."""
+    PRICE_KIND_CLOSES_ONLY: _PriceKind.ValueType  # 2
+    """One price per bar, such as a daily reference-rate fixing (the ECB's): open, high and
+    low equal the close because nothing else is known. A stop-loss or take-profit on
+    such a series triggers only when a price crosses the level, and indicators that need
+    a bar's range use close-to-close substitutes (ATR from |close - previous close|).
+    """
+
+class PriceKind(_PriceKind, metaclass=_PriceKindEnumTypeWrapper):
+    """What the bars of a series hold."""
+
+PRICE_KIND_UNSPECIFIED: PriceKind.ValueType  # 0
+PRICE_KIND_OHLC: PriceKind.ValueType  # 1
+"""Traded bars: open, high, low and close (e.g. the hourly EUR/USD history)."""
+PRICE_KIND_CLOSES_ONLY: PriceKind.ValueType  # 2
+"""One price per bar, such as a daily reference-rate fixing (the ECB's): open, high and
+low equal the close because nothing else is known. A stop-loss or take-profit on
+such a series triggers only when a price crosses the level, and indicators that need
+a bar's range use close-to-close substitutes (ATR from |close - previous close|).
+"""
+Global___PriceKind: _TypeAlias = PriceKind  # noqa: Y015
+
 @_typing.final
 class Candle(_message.Message):
     """One OHLCV bar. Prices of quotes are doubles (money and PnL are decimal strings

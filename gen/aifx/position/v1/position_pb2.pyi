@@ -60,6 +60,11 @@ class _CloseReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CloseReas
     """The price reached the stop-loss level."""
     CLOSE_REASON_MANUAL: _CloseReason.ValueType  # 3
     """The user closed it (ClosePosition)."""
+    CLOSE_REASON_REPLAY_RESTARTED: _CloseReason.ValueType  # 4
+    """An offline replay started its history again from the beginning (a demo setting):
+    the price went back in time, so the position was closed at the last price of the
+    history it was opened in.
+    """
 
 class CloseReason(_CloseReason, metaclass=_CloseReasonEnumTypeWrapper):
     """Why a position was closed."""
@@ -72,6 +77,11 @@ CLOSE_REASON_STOP_LOSS: CloseReason.ValueType  # 2
 """The price reached the stop-loss level."""
 CLOSE_REASON_MANUAL: CloseReason.ValueType  # 3
 """The user closed it (ClosePosition)."""
+CLOSE_REASON_REPLAY_RESTARTED: CloseReason.ValueType  # 4
+"""An offline replay started its history again from the beginning (a demo setting):
+the price went back in time, so the position was closed at the last price of the
+history it was opened in.
+"""
 Global___CloseReason: _TypeAlias = CloseReason  # noqa: Y015
 
 class _PositionResult:

@@ -92,8 +92,9 @@ class _MarketDataSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Mark
     MARKET_DATA_SOURCE_LIVE: _MarketDataSource.ValueType  # 1
     """The online provider (yfinance); quotes may be delayed by the provider."""
     MARKET_DATA_SOURCE_REPLAY: _MarketDataSource.ValueType  # 2
-    """Replay of real bundled history (e.g. EUR/USD hourly bars, 2017-04 to 2018-02), used
-    offline. Times are the bars' original historical times.
+    """Replay of real history installed with AIFX's dependencies (EUR/USD hourly bars,
+    2017-04 to 2018-02; the ECB's daily reference rates since 1999), used offline.
+    Times are the bars' original historical times.
     """
     MARKET_DATA_SOURCE_CSV: _MarketDataSource.ValueType  # 3
     """A CSV file of history supplied by the operator."""
@@ -108,8 +109,9 @@ MARKET_DATA_SOURCE_UNSPECIFIED: MarketDataSource.ValueType  # 0
 MARKET_DATA_SOURCE_LIVE: MarketDataSource.ValueType  # 1
 """The online provider (yfinance); quotes may be delayed by the provider."""
 MARKET_DATA_SOURCE_REPLAY: MarketDataSource.ValueType  # 2
-"""Replay of real bundled history (e.g. EUR/USD hourly bars, 2017-04 to 2018-02), used
-offline. Times are the bars' original historical times.
+"""Replay of real history installed with AIFX's dependencies (EUR/USD hourly bars,
+2017-04 to 2018-02; the ECB's daily reference rates since 1999), used offline.
+Times are the bars' original historical times.
 """
 MARKET_DATA_SOURCE_CSV: MarketDataSource.ValueType  # 3
 """A CSV file of history supplied by the operator."""
@@ -138,6 +140,7 @@ class Signal(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     CANDLE_TIME_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    REPLAY_LAP_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Opaque unique id. Clients compare ids only for equality and pass one back as
     `resume_after_id`; the server orders signals by creation.
@@ -177,6 +180,11 @@ class Signal(_message.Message):
     """Name of the model ("lstm"), or of the rule set ("technical") for TECHNICAL_FALLBACK."""
     model_version: _builtins.str
     """Version of the model (the TF Serving version number, e.g. "3") or of the rule set."""
+    replay_lap: _builtins.int
+    """The lap of an offline replay that starts again when its history runs out (a
+    setting): 0 on the first lap, and always 0 for live data. A candle has one signal
+    per lap.
+    """
     @_builtins.property
     def probabilities(self) -> Global___SignalProbabilities:
         """The model's class probabilities. Unset for TECHNICAL_FALLBACK signals."""
@@ -215,10 +223,11 @@ class Signal(_message.Message):
         model_version: _builtins.str = ...,
         candle_time: _timestamp_pb2.Timestamp | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        replay_lap: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_risk_reward_ratio", b"_risk_reward_ratio", "_stop_loss", b"_stop_loss", "_take_profit", b"_take_profit", "candle_time", b"candle_time", "create_time", b"create_time", "indicators", b"indicators", "probabilities", b"probabilities", "risk_reward_ratio", b"risk_reward_ratio", "stop_loss", b"stop_loss", "take_profit", b"take_profit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_risk_reward_ratio", b"_risk_reward_ratio", "_stop_loss", b"_stop_loss", "_take_profit", b"_take_profit", "action", b"action", "candle_time", b"candle_time", "confidence", b"confidence", "create_time", b"create_time", "entry_price", b"entry_price", "id", b"id", "indicators", b"indicators", "model_name", b"model_name", "model_version", b"model_version", "pair", b"pair", "probabilities", b"probabilities", "risk_reward_ratio", b"risk_reward_ratio", "source", b"source", "stop_loss", b"stop_loss", "strength", b"strength", "take_profit", b"take_profit", "timeframe", b"timeframe"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_risk_reward_ratio", b"_risk_reward_ratio", "_stop_loss", b"_stop_loss", "_take_profit", b"_take_profit", "action", b"action", "candle_time", b"candle_time", "confidence", b"confidence", "create_time", b"create_time", "entry_price", b"entry_price", "id", b"id", "indicators", b"indicators", "model_name", b"model_name", "model_version", b"model_version", "pair", b"pair", "probabilities", b"probabilities", "replay_lap", b"replay_lap", "risk_reward_ratio", b"risk_reward_ratio", "source", b"source", "stop_loss", b"stop_loss", "strength", b"strength", "take_profit", b"take_profit", "timeframe", b"timeframe"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__risk_reward_ratio: _TypeAlias = _typing.Literal["risk_reward_ratio"]  # noqa: Y015
     _WhichOneofArgType__risk_reward_ratio: _TypeAlias = _typing.Literal["_risk_reward_ratio", b"_risk_reward_ratio"]  # noqa: Y015
@@ -469,12 +478,18 @@ class PriceUpdate(_message.Message):
     PRICE_FIELD_NUMBER: _builtins.int
     HIGH_FIELD_NUMBER: _builtins.int
     LOW_FIELD_NUMBER: _builtins.int
+    REPLAY_LAP_FIELD_NUMBER: _builtins.int
     high: _builtins.float
     """Highest price since the previous update for this pair on this stream (since the
     stream opened for the first update), including `price.price`.
     """
     low: _builtins.float
     """Lowest price over the same span, including `price.price`."""
+    replay_lap: _builtins.int
+    """The lap of an offline replay that starts again when its history runs out (see
+    Signal.replay_lap): a price of a later lap comes from earlier in market time, and
+    the range above never spans two laps. Always 0 for live data.
+    """
     @_builtins.property
     def price(self) -> Global___Price:
         """The latest quote."""
@@ -485,10 +500,11 @@ class PriceUpdate(_message.Message):
         price: Global___Price | None = ...,
         high: _builtins.float = ...,
         low: _builtins.float = ...,
+        replay_lap: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["price", b"price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["high", b"high", "low", b"low", "price", b"price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["high", b"high", "low", b"low", "price", b"price", "replay_lap", b"replay_lap"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -510,6 +526,7 @@ class PairInfo(_message.Message):
     TIMEFRAMES_FIELD_NUMBER: _builtins.int
     OFFLINE_START_TIME_FIELD_NUMBER: _builtins.int
     OFFLINE_END_TIME_FIELD_NUMBER: _builtins.int
+    SERIES_FIELD_NUMBER: _builtins.int
     pair: _builtins.str
     """Currency pair, "EUR/USD"."""
     base_currency: _builtins.str
@@ -538,6 +555,10 @@ class PairInfo(_message.Message):
     def offline_end_time(self) -> _timestamp_pb2.Timestamp:
         """Open time (UTC) of the last offline bar; unset when `offline` is false."""
 
+    @_builtins.property
+    def series(self) -> _containers.RepeatedCompositeFieldContainer[Global___SeriesInfo]:
+        """Every series of the pair the service has bars for, shortest timeframe first."""
+
     def __init__(
         self,
         *,
@@ -551,14 +572,120 @@ class PairInfo(_message.Message):
         timeframes: _abc.Iterable[_market_pb2.Timeframe.ValueType] | None = ...,
         offline_start_time: _timestamp_pb2.Timestamp | None = ...,
         offline_end_time: _timestamp_pb2.Timestamp | None = ...,
+        series: _abc.Iterable[Global___SeriesInfo] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["offline_end_time", b"offline_end_time", "offline_start_time", b"offline_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_currency", b"base_currency", "offline", b"offline", "offline_end_time", b"offline_end_time", "offline_start_time", b"offline_start_time", "online", b"online", "pair", b"pair", "pip_size", b"pip_size", "quote_currency", b"quote_currency", "sources", b"sources", "timeframes", b"timeframes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_currency", b"base_currency", "offline", b"offline", "offline_end_time", b"offline_end_time", "offline_start_time", b"offline_start_time", "online", b"online", "pair", b"pair", "pip_size", b"pip_size", "quote_currency", b"quote_currency", "series", b"series", "sources", b"sources", "timeframes", b"timeframes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PairInfo: _TypeAlias = PairInfo  # noqa: Y015
+
+@_typing.final
+class SeriesInfo(_message.Message):
+    """One series (a pair on one timeframe) the service has bars for."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIMEFRAME_FIELD_NUMBER: _builtins.int
+    PRICE_KIND_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    FIRST_BAR_TIME_FIELD_NUMBER: _builtins.int
+    LAST_BAR_TIME_FIELD_NUMBER: _builtins.int
+    SIGNALS_FIELD_NUMBER: _builtins.int
+    timeframe: _market_pb2.Timeframe.ValueType
+    """Bar length."""
+    price_kind: _market_pb2.PriceKind.ValueType
+    """Traded bars, or one price per bar (a fixing)."""
+    source: Global___MarketDataSource.ValueType
+    """Where the bars come from."""
+    origin: _builtins.str
+    """Where the bars come from, in words; for a pair derived from reference rates, how:
+    e.g. "ECB euro reference rates: the JPY rate divided by the GBP rate of the same
+    day" (a cross is the ratio of two rates the ECB published for that day).
+    """
+    signals: _builtins.bool
+    """A signal is produced at each close of this series."""
+    @_builtins.property
+    def first_bar_time(self) -> _timestamp_pb2.Timestamp:
+        """Open time (UTC) of the first bar (offline history); unset for live data."""
+
+    @_builtins.property
+    def last_bar_time(self) -> _timestamp_pb2.Timestamp:
+        """Open time (UTC) of the last bar (offline history); unset for live data."""
+
+    def __init__(
+        self,
+        *,
+        timeframe: _market_pb2.Timeframe.ValueType = ...,
+        price_kind: _market_pb2.PriceKind.ValueType = ...,
+        source: Global___MarketDataSource.ValueType = ...,
+        origin: _builtins.str = ...,
+        first_bar_time: _timestamp_pb2.Timestamp | None = ...,
+        last_bar_time: _timestamp_pb2.Timestamp | None = ...,
+        signals: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["first_bar_time", b"first_bar_time", "last_bar_time", b"last_bar_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_bar_time", b"first_bar_time", "last_bar_time", b"last_bar_time", "origin", b"origin", "price_kind", b"price_kind", "signals", b"signals", "source", b"source", "timeframe", b"timeframe"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeriesInfo: _TypeAlias = SeriesInfo  # noqa: Y015
+
+@_typing.final
+class ReplayState(_message.Message):
+    """Where the offline replay is (ListPairs, replay mode)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MARKET_TIME_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    SPEED_FIELD_NUMBER: _builtins.int
+    FINISHED_FIELD_NUMBER: _builtins.int
+    LOOPS_FIELD_NUMBER: _builtins.int
+    LAP_FIELD_NUMBER: _builtins.int
+    speed: _builtins.float
+    """Market seconds per real second."""
+    finished: _builtins.bool
+    """The history has run out: no more bars close until the replay starts again."""
+    loops: _builtins.bool
+    """The replay starts again from the beginning when the history runs out (a setting)."""
+    lap: _builtins.int
+    """How many times the replay has started again from the beginning (0 on the first lap)."""
+    @_builtins.property
+    def market_time(self) -> _timestamp_pb2.Timestamp:
+        """Market time of the replay now: history up to here has been played."""
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Market time the replay started from (the first lap)."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """Close time of the last bar of the history."""
+
+    def __init__(
+        self,
+        *,
+        market_time: _timestamp_pb2.Timestamp | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        speed: _builtins.float = ...,
+        finished: _builtins.bool = ...,
+        loops: _builtins.bool = ...,
+        lap: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "market_time", b"market_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "finished", b"finished", "lap", b"lap", "loops", b"loops", "market_time", b"market_time", "speed", b"speed", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplayState: _TypeAlias = ReplayState  # noqa: Y015
 
 @_typing.final
 class GetSignalRequest(_message.Message):
@@ -801,12 +928,15 @@ class GetCandlesResponse(_message.Message):
     TIMEFRAME_FIELD_NUMBER: _builtins.int
     CANDLES_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
+    PRICE_KIND_FIELD_NUMBER: _builtins.int
     pair: _builtins.str
     """Currency pair, normalised ("EUR/USD")."""
     timeframe: _market_pb2.Timeframe.ValueType
     """Timeframe of the candles."""
     source: Global___MarketDataSource.ValueType
     """Where the candles came from."""
+    price_kind: _market_pb2.PriceKind.ValueType
+    """Traded bars, or one price per bar (a fixing: open, high and low equal the close)."""
     @_builtins.property
     def candles(self) -> _containers.RepeatedCompositeFieldContainer[_market_pb2.Candle]:
         """Closed candles, oldest first; fewer than asked when the source has fewer."""
@@ -818,10 +948,11 @@ class GetCandlesResponse(_message.Message):
         timeframe: _market_pb2.Timeframe.ValueType = ...,
         candles: _abc.Iterable[_market_pb2.Candle] | None = ...,
         source: Global___MarketDataSource.ValueType = ...,
+        price_kind: _market_pb2.PriceKind.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["candles", b"candles", "pair", b"pair", "source", b"source", "timeframe", b"timeframe"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candles", b"candles", "pair", b"pair", "price_kind", b"price_kind", "source", b"source", "timeframe", b"timeframe"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -938,7 +1069,7 @@ class ListPairsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
-    """Maximum pairs to return, 1 to 500; 0 means 100 (every supported pair fits one page)."""
+    """Maximum pairs to return, 1 to 500; 0 means 50 (every supported pair fits one page)."""
     page_token: _builtins.str
     """`next_page_token` of the previous page; empty for the first page."""
     def __init__(
@@ -963,21 +1094,27 @@ class ListPairsResponse(_message.Message):
 
     PAIRS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    REPLAY_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     """Token for the next page; empty when this is the last page."""
     @_builtins.property
     def pairs(self) -> _containers.RepeatedCompositeFieldContainer[Global___PairInfo]:
         """Pairs with market data, sorted by pair."""
 
+    @_builtins.property
+    def replay(self) -> Global___ReplayState:
+        """Where the offline replay is; unset for live data."""
+
     def __init__(
         self,
         *,
         pairs: _abc.Iterable[Global___PairInfo] | None = ...,
         next_page_token: _builtins.str = ...,
+        replay: Global___ReplayState | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["replay", b"replay"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "pairs", b"pairs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "pairs", b"pairs", "replay", b"replay"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
