@@ -7,6 +7,13 @@ settled. Training builds its samples by running `window_features` on every slidi
 of the history; the inference service runs the very same function on the last window a
 caller sends. Same candles in, same tensor out, by construction.
 
+Two feature sets exist, named in each model's metadata (`WindowSpec.feature_set`):
+`hourly_ohlc` (version 1 of the hourly model: traded bars, bar ranges and the hour of
+day) and `daily_closes` (the daily model: closes only, so ECB fixings, which have no
+open/high/low, and daily bars aggregated from hours give the same kind of input). Every
+daily feature is a return or a ratio, so one model can be pooled across pairs whose
+prices differ by orders of magnitude (EUR/GBP 0.8, USD/JPY 150).
+
 Scaling (standardisation per feature) is fitted on the training split only and saved with
 the model (`Scaler.to_dict`), then applied identically at serving time.
 """
@@ -36,6 +43,23 @@ FEATURE_NAMES = (
     "hour_sin",
     "hour_cos",
 )
+DAILY_FEATURE_NAMES = (
+    "log_return_1",
+    "log_return_5",
+    "log_return_10",
+    "log_return_20",
+    "rsi_14",
+    "macd_line",
+    "macd_signal",
+    "macd_histogram",
+    "close_vs_sma_20",
+    "close_vs_sma_50",
+    # ATR on closes alone is the mean absolute close-to-close change (Wilder-smoothed):
+    # the documented substitute for a true range on series without highs and lows.
+    "close_change_atr_14_relative",
+)
+HOURLY_OHLC = "hourly_ohlc"
+DAILY_CLOSES = "daily_closes"
 DEFAULT_LOOKBACK = 60
 # Longest smoothing memory: Wilder's RSI/ATR (alpha 1/14) decay below 1e-7 after ~220
 # bars; 200 also covers SMA(50) and the 24-bar return with room to spare.
@@ -46,6 +70,16 @@ DEFAULT_WARMUP = 200
 class WindowSpec:
     lookback: int = DEFAULT_LOOKBACK
     warmup: int = DEFAULT_WARMUP
+    feature_set: str = HOURLY_OHLC
+
+    def __post_init__(self) -> None:
+        if self.feature_set not in FEATURE_SETS:
+            known = ", ".join(FEATURE_SETS)
+            raise ValueError(f"feature set {self.feature_set!r}: use one of {known}")
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return FEATURE_SETS[self.feature_set]
 
     @property
     def history(self) -> int:
@@ -60,17 +94,28 @@ def _log_return(close: np.ndarray, bars: int) -> np.ndarray:
 
 
 def window_features(ohlc: np.ndarray, times: np.ndarray, spec: WindowSpec) -> np.ndarray:
-    """Unscaled features of a batch of windows.
+    """Unscaled features of a batch of windows, in `spec.feature_set`.
 
     `ohlc` is [batch, history, 4] (open, high, low, close), `times` [batch, history]
     bar open times in UTC epoch seconds. Returns float64 [batch, lookback, features].
     """
     if ohlc.shape[-2] != spec.history:
         raise ValueError(f"a window is {spec.history} candles, got {ohlc.shape[-2]}")
+    if spec.feature_set == DAILY_CLOSES:
+        columns = _daily_close_columns(ohlc[..., 3])
+    else:
+        columns = _hourly_ohlc_columns(ohlc, times)
+    features = np.stack(columns, axis=-1)[..., -spec.lookback :, :]
+    if np.isnan(features).any():
+        raise ValueError("warm-up too short: a feature is undefined inside the lookback")
+    return features
+
+
+def _hourly_ohlc_columns(ohlc: np.ndarray, times: np.ndarray) -> list[np.ndarray]:
     high, low, close = ohlc[..., 1], ohlc[..., 2], ohlc[..., 3]
     line, signal, histogram = indicators.macd(close)
     hours = (times % 86_400) / 3600.0
-    columns = [
+    return [
         _log_return(close, 1),
         _log_return(close, 4),
         _log_return(close, 12),
@@ -86,10 +131,30 @@ def window_features(ohlc: np.ndarray, times: np.ndarray, spec: WindowSpec) -> np
         np.sin(2 * np.pi * hours / 24.0),
         np.cos(2 * np.pi * hours / 24.0),
     ]
-    features = np.stack(columns, axis=-1)[..., -spec.lookback :, :]
-    if np.isnan(features).any():
-        raise ValueError("warm-up too short: a feature is undefined inside the lookback")
-    return features
+
+
+def _daily_close_columns(close: np.ndarray) -> list[np.ndarray]:
+    """DAILY_FEATURE_NAMES, from closes alone (highs and lows are never read)."""
+    line, signal, histogram = indicators.macd(close)
+    return [
+        _log_return(close, 1),
+        _log_return(close, 5),
+        _log_return(close, 10),
+        _log_return(close, 20),
+        indicators.rsi(close, 14) / 100.0,
+        line / close,
+        signal / close,
+        histogram / close,
+        close / indicators.sma(close, 20) - 1.0,
+        close / indicators.sma(close, 50) - 1.0,
+        indicators.atr(close, close, close, 14) / close,
+    ]
+
+
+FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    HOURLY_OHLC: FEATURE_NAMES,
+    DAILY_CLOSES: DAILY_FEATURE_NAMES,
+}
 
 
 def sliding_windows(candles: Candles, spec: WindowSpec) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inference.features import Scaler, WindowSpec
+from inference.features import HOURLY_OHLC, Scaler, WindowSpec
 
 METADATA_FILE = "aifx_metadata.json"
 ONNX_FILE = "model.onnx"
@@ -57,10 +57,13 @@ class ModelMetadata:
     metrics: dict[str, Any] = field(default_factory=dict)
     input_name: str = INPUT_NAME
     output_name: str = OUTPUT_NAME
+    # Which of inference.features' feature sets the model reads (absent in version 1 of
+    # the hourly model, which predates the daily one).
+    feature_set: str = HOURLY_OHLC
 
     @property
     def window(self) -> WindowSpec:
-        return WindowSpec(lookback=self.lookback, warmup=self.warmup)
+        return WindowSpec(self.lookback, self.warmup, self.feature_set)
 
     def fitted_scaler(self) -> Scaler:
         return Scaler.from_dict(self.scaler)
