@@ -19,7 +19,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -209,10 +217,36 @@ class ModelSettings(_Group):
     """The served model: the model server's layout and batching, the inference
     service's patience with it."""
 
-    # The TF Serving layout the model server serves (models/<name>/<version>/); the
-    # inference service reads each version's aifx_metadata.json from here too.
+    # The models served, as TF Serving's --model_config_file (text ModelServerConfig;
+    # relative base paths from the working directory): the model server loads every
+    # model in it, and the inference service routes each series to the model whose
+    # metadata covers its timeframe (lstm: 1h, lstm_daily: 1d).
+    model_config_file: Path | None = REPO_ROOT / "models" / "models.config"
+    # One model in the TF Serving layout (models/<name>/<version>/) instead of the file:
+    # setting either of these (and not the file) serves only that model. The inference
+    # service reads each version's aifx_metadata.json from the base path too.
     model_name: str = "lstm"
     model_base_path: Path = REPO_ROOT / "models" / "lstm"
+
+    @field_validator("model_config_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        """AIFX_MODEL_CONFIG_FILE= (empty) means no file."""
+        return None if value == "" else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_model_when_named(cls, data: Any) -> Any:
+        """AIFX_MODEL_NAME / AIFX_MODEL_BASE_PATH without a config file mean that one
+        model (as tensorflow_model_server's --model_name/--model_base_path do)."""
+        if (
+            isinstance(data, dict)
+            and ("model_name" in data or "model_base_path" in data)
+            and "model_config_file" not in data
+        ):
+            return {**data, "model_config_file": None}
+        return data
+
     # A Predict slower than this is UNAVAILABLE: callers fall back rather than wait.
     model_server_timeout_seconds: float = Field(default=1.0, gt=0)
     # Server-side batching in the model server (python -m inference.model_server):

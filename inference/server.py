@@ -10,6 +10,7 @@ from common.server import ServiceSpec, run_service
 from common.service_credentials import load_service_token
 from common.settings import Settings
 from inference.model_client import ModelServerClient
+from inference.model_server.flags import configured_models
 from inference.predictor import Predictor
 from inference.service import InferenceService
 
@@ -19,11 +20,10 @@ SERVICE_NAMES = [inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].f
 def build(settings: Settings) -> ServiceSpec:
     backend = ModelServerClient(
         settings.network.effective_model_server_target,
-        settings.model.model_name,
-        settings.model.model_base_path,
+        {model.name: model.base_path for model in configured_models(settings)},
         settings.model.model_server_timeout_seconds,
     )
-    servicer = InferenceService(Predictor(backend), backend, load_service_token(settings))
+    servicer = InferenceService(Predictor(backend), load_service_token(settings))
 
     def register(server: grpc.aio.Server) -> None:
         inference_pb2_grpc.add_InferenceServiceServicer_to_server(servicer, server)

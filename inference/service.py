@@ -18,7 +18,7 @@ from common.proto_convert import (
     timestamp,
     timestamp_from_epoch,
 )
-from inference.predictor import CandleColumns, ModelBackend, Prediction, PredictionInput, Predictor
+from inference.predictor import CandleColumns, Prediction, PredictionInput, Predictor
 
 ACTIONS = {
     "buy": market_pb2.TRADE_ACTION_BUY,
@@ -76,9 +76,8 @@ def _evaluation(name: str, scores: dict[str, float]) -> inference_pb2.Evaluation
 
 
 class InferenceService(inference_pb2_grpc.InferenceServiceServicer):
-    def __init__(self, predictor: Predictor, backend: ModelBackend, service_token: str) -> None:
+    def __init__(self, predictor: Predictor, service_token: str) -> None:
         self._predictor = predictor
-        self._backend = backend
         self._service_token = service_token
 
     async def Predict(  # noqa: N802
@@ -103,12 +102,13 @@ class InferenceService(inference_pb2_grpc.InferenceServiceServicer):
         self, request: inference_pb2.GetModelInfoRequest, context: grpc.aio.ServicerContext
     ) -> inference_pb2.GetModelInfoResponse:
         require_service_token(context, self._service_token)
-        model = await self._backend.served_model()
+        timeframe = TIMEFRAME_FROM_PROTO.get(request.timeframe) or Timeframe.H1
+        model = await self._predictor.model_for(timeframe)
         meta = model.metadata
         metrics = meta.metrics
         thresholded = metrics.get("thresholded", {})
         return inference_pb2.GetModelInfoResponse(
-            model_name=meta.model_name,
+            model_name=model.name,
             model_version=str(model.version),
             train_time=_timestamp_from_iso(meta.created_at),
             data_start_time=_timestamp_from_iso(meta.data["start"]),

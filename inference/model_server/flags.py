@@ -93,6 +93,24 @@ def parse_model_config_file(path: Path) -> tuple[ModelConfig, ...]:
     return tuple(models)
 
 
+def configured_models(
+    settings: Settings,
+    policy: VersionPolicy | None = None,
+    labels: dict[str, int] | None = None,
+) -> tuple[ModelConfig, ...]:
+    """The models the settings name: every entry of AIFX_MODEL_CONFIG_FILE, or the one
+    model AIFX_MODEL_NAME / AIFX_MODEL_BASE_PATH (with `policy` and `labels`). The model
+    server serves them and the inference service routes between them."""
+    model = settings.model
+    if model.model_config_file is not None:
+        return parse_model_config_file(model.model_config_file)
+    return (
+        ModelConfig(
+            model.model_name, model.model_base_path, policy or VersionPolicy(), labels or {}
+        ),
+    )
+
+
 _BATCHING_FIELD = re.compile(r"(\w+)\s*\{\s*value\s*:\s*(\d+)\s*\}")
 
 
@@ -126,12 +144,13 @@ def argument_parser(settings: Settings) -> argparse.ArgumentParser:
         default=settings.network.model_server_metrics_port,
         help="Prometheus scrape port, 0 disables (AIFX extension)",
     )
-    add("--model_name", default=settings.model.model_name)
-    add("--model_base_path", type=Path, default=settings.model.model_base_path)
+    add("--model_name", help="one model to serve (default AIFX_MODEL_NAME, lstm)")
+    add("--model_base_path", type=Path, help="its versions' folder (AIFX_MODEL_BASE_PATH)")
     add(
         "--model_config_file",
         type=Path,
-        help="text-format ModelServerConfig; replaces --model_name/--model_base_path",
+        help="text-format ModelServerConfig; replaces --model_name/--model_base_path "
+        "(default AIFX_MODEL_CONFIG_FILE, models/models.config, unless those are given)",
     )
     add(
         "--model_version_policy",
@@ -173,11 +192,13 @@ def parse_args(argv: Sequence[str] | None, settings: Settings) -> ServerConfig:
     args = argument_parser(settings).parse_args(argv)
     if args.model_config_file is not None:
         models = parse_model_config_file(args.model_config_file)
+    elif args.model_name is None and args.model_base_path is None:
+        models = configured_models(settings, args.model_version_policy, args.version_labels)
     else:
         models = (
             ModelConfig(
-                args.model_name,
-                args.model_base_path,
+                args.model_name or settings.model.model_name,
+                args.model_base_path or settings.model.model_base_path,
                 args.model_version_policy,
                 args.version_labels,
             ),

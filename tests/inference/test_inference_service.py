@@ -123,7 +123,11 @@ async def test_model_info_reports_the_card(inference):
             "timeframe",
             "required",
         ),
-        (lambda r: setattr(r, "timeframe", market_pb2.TIMEFRAME_H4), "timeframe", "covers 1h"),
+        (
+            lambda r: setattr(r, "timeframe", market_pb2.TIMEFRAME_H4),
+            "timeframe",
+            "no served model covers 4h: lstm v1 (1h)",
+        ),
     ],
 )
 async def test_bad_requests_name_the_problem(inference, history, change, field, words):

@@ -17,15 +17,30 @@ def settings(tmp_path):
     return make_settings(tmp_path)
 
 
+def test_defaults_serve_the_committed_model_config_file(settings):
+    config = parse_args([], settings)
+    assert [(m.name, m.base_path) for m in config.models] == [
+        ("lstm", Path("models/lstm")),
+        ("lstm_daily", Path("models/lstm_daily")),
+    ]
+
+
+def test_one_named_model_replaces_the_config_file(tmp_path):
+    """AIFX_MODEL_BASE_PATH (or --model_base_path) alone means that one model, as
+    tensorflow_model_server's single-model flags do."""
+    settings = make_settings(tmp_path, model_base_path=tmp_path / "fx")
+    assert settings.model.model_config_file is None
+    [model] = parse_args([], settings).models
+    assert (model.name, model.base_path) == ("lstm", tmp_path / "fx")
+    [flagged] = parse_args([f"--model_base_path={tmp_path}"], make_settings(tmp_path)).models
+    assert (flagged.name, flagged.base_path) == ("lstm", tmp_path)
+
+
 def test_defaults_come_from_settings(settings):
     config = parse_args([], settings)
-    [model] = config.models
-    assert (model.name, model.base_path) == (
-        settings.model.model_name,
-        settings.model.model_base_path,
-    )
-    assert model.policy == VersionPolicy("latest", 1)
-    assert model.labels == {}
+    for model in config.models:
+        assert model.policy == VersionPolicy("latest", 1)
+        assert model.labels == {}
     assert config.port == settings.network.model_server_port
     assert config.poll_seconds == DEFAULT_POLL_SECONDS == 1.0
     assert config.batching.enabled is settings.model.model_server_enable_batching is False

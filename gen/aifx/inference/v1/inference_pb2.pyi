@@ -241,12 +241,19 @@ class GetModelInfoRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    TIMEFRAME_FIELD_NUMBER: _builtins.int
+    timeframe: _market_pb2.Timeframe.ValueType
+    """Describe the model that predicts series of this bar length (each model covers its
+    own timeframes: the hourly lstm 1h, lstm_daily 1d). Unspecified: 1h.
+    """
     def __init__(
         self,
+        *,
+        timeframe: _market_pb2.Timeframe.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["timeframe", b"timeframe"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

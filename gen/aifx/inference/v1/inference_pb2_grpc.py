@@ -29,17 +29,20 @@ class InferenceServiceStub:
     """The LSTM's predictions, for signal_svc.
 
     The inference service turns candles into model features, asks the model server
-    (TF Serving protocol) for class probabilities, calibrates them and picks the action. It
-    is not routed by Envoy and has no REST mapping; calls carry the service credential in
+    (TF Serving protocol) for class probabilities, calibrates them and picks the action.
+    Several models may be served (TF Serving's model config file); each series goes to the
+    model covering its timeframe: the hourly "lstm" predicts 1h series, "lstm_daily" 1d
+    series (trained on ECB fixings, closes only). It is not routed by Envoy and has no REST mapping; calls carry the service credential in
     the `x-aifx-service-token` metadata.
 
     Pairs are written "EUR/USD"; "EURUSD" and "eur/usd" are accepted and normalised.
 
     Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations for fewer candles
     than GetModelInfo.min_candles, candles out of order or with non-finite, non-positive or
-    inconsistent prices (high below low), a missing or unknown pair or timeframe, or a pair
-    or timeframe the served model does not cover (the violation says which it covers);
-    UNAVAILABLE, within about a second, when the model server cannot be reached.
+    inconsistent prices (high below low), a missing or unknown pair or timeframe, a
+    timeframe no served model covers, or a pair its model does not cover (the violation
+    says what is covered); UNAVAILABLE, within about a second, when the model server
+    cannot be reached or the model a request needs is not loaded.
     """
 
     def __init__(self, channel):
@@ -69,17 +72,20 @@ class InferenceServiceServicer:
     """The LSTM's predictions, for signal_svc.
 
     The inference service turns candles into model features, asks the model server
-    (TF Serving protocol) for class probabilities, calibrates them and picks the action. It
-    is not routed by Envoy and has no REST mapping; calls carry the service credential in
+    (TF Serving protocol) for class probabilities, calibrates them and picks the action.
+    Several models may be served (TF Serving's model config file); each series goes to the
+    model covering its timeframe: the hourly "lstm" predicts 1h series, "lstm_daily" 1d
+    series (trained on ECB fixings, closes only). It is not routed by Envoy and has no REST mapping; calls carry the service credential in
     the `x-aifx-service-token` metadata.
 
     Pairs are written "EUR/USD"; "EURUSD" and "eur/usd" are accepted and normalised.
 
     Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations for fewer candles
     than GetModelInfo.min_candles, candles out of order or with non-finite, non-positive or
-    inconsistent prices (high below low), a missing or unknown pair or timeframe, or a pair
-    or timeframe the served model does not cover (the violation says which it covers);
-    UNAVAILABLE, within about a second, when the model server cannot be reached.
+    inconsistent prices (high below low), a missing or unknown pair or timeframe, a
+    timeframe no served model covers, or a pair its model does not cover (the violation
+    says what is covered); UNAVAILABLE, within about a second, when the model server
+    cannot be reached or the model a request needs is not loaded.
     """
 
     def Predict(self, request, context):
@@ -91,15 +97,17 @@ class InferenceServiceServicer:
 
     def PredictBatch(self, request, context):
         """Several predictions in one call, e.g. one per pair and timeframe when candles close
-        together. All requests succeed or the call fails; a field violation names the failing
-        request as `requests[i]`.
+        together; each goes to its timeframe's model (one model-server call per model). All
+        requests succeed or the call fails; a field violation names the failing request as
+        `requests[i]`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetModelInfo(self, request, context):
-        """The model version being served and its model card.
+        """The served version of the model for a timeframe, and its model card. INVALID_ARGUMENT
+        when no served model covers the timeframe.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,17 +143,20 @@ class InferenceService:
     """The LSTM's predictions, for signal_svc.
 
     The inference service turns candles into model features, asks the model server
-    (TF Serving protocol) for class probabilities, calibrates them and picks the action. It
-    is not routed by Envoy and has no REST mapping; calls carry the service credential in
+    (TF Serving protocol) for class probabilities, calibrates them and picks the action.
+    Several models may be served (TF Serving's model config file); each series goes to the
+    model covering its timeframe: the hourly "lstm" predicts 1h series, "lstm_daily" 1d
+    series (trained on ECB fixings, closes only). It is not routed by Envoy and has no REST mapping; calls carry the service credential in
     the `x-aifx-service-token` metadata.
 
     Pairs are written "EUR/USD"; "EURUSD" and "eur/usd" are accepted and normalised.
 
     Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations for fewer candles
     than GetModelInfo.min_candles, candles out of order or with non-finite, non-positive or
-    inconsistent prices (high below low), a missing or unknown pair or timeframe, or a pair
-    or timeframe the served model does not cover (the violation says which it covers);
-    UNAVAILABLE, within about a second, when the model server cannot be reached.
+    inconsistent prices (high below low), a missing or unknown pair or timeframe, a
+    timeframe no served model covers, or a pair its model does not cover (the violation
+    says what is covered); UNAVAILABLE, within about a second, when the model server
+    cannot be reached or the model a request needs is not loaded.
     """
 
     @staticmethod

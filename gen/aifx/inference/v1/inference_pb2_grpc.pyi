@@ -30,17 +30,20 @@ class InferenceServiceStub:
     """The LSTM's predictions, for signal_svc.
 
     The inference service turns candles into model features, asks the model server
-    (TF Serving protocol) for class probabilities, calibrates them and picks the action. It
-    is not routed by Envoy and has no REST mapping; calls carry the service credential in
+    (TF Serving protocol) for class probabilities, calibrates them and picks the action.
+    Several models may be served (TF Serving's model config file); each series goes to the
+    model covering its timeframe: the hourly "lstm" predicts 1h series, "lstm_daily" 1d
+    series (trained on ECB fixings, closes only). It is not routed by Envoy and has no REST mapping; calls carry the service credential in
     the `x-aifx-service-token` metadata.
 
     Pairs are written "EUR/USD"; "EURUSD" and "eur/usd" are accepted and normalised.
 
     Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations for fewer candles
     than GetModelInfo.min_candles, candles out of order or with non-finite, non-positive or
-    inconsistent prices (high below low), a missing or unknown pair or timeframe, or a pair
-    or timeframe the served model does not cover (the violation says which it covers);
-    UNAVAILABLE, within about a second, when the model server cannot be reached.
+    inconsistent prices (high below low), a missing or unknown pair or timeframe, a
+    timeframe no served model covers, or a pair its model does not cover (the violation
+    says what is covered); UNAVAILABLE, within about a second, when the model server
+    cannot be reached or the model a request needs is not loaded.
     """
 
     @_typing.overload
@@ -51,28 +54,34 @@ class InferenceServiceStub:
     """Predicts the next move from the most recent candles of one series."""
     PredictBatch: _grpc.UnaryUnaryMultiCallable[_inference_pb2.PredictBatchRequest, _inference_pb2.PredictBatchResponse]
     """Several predictions in one call, e.g. one per pair and timeframe when candles close
-    together. All requests succeed or the call fails; a field violation names the failing
-    request as `requests[i]`.
+    together; each goes to its timeframe's model (one model-server call per model). All
+    requests succeed or the call fails; a field violation names the failing request as
+    `requests[i]`.
     """
     GetModelInfo: _grpc.UnaryUnaryMultiCallable[_inference_pb2.GetModelInfoRequest, _inference_pb2.GetModelInfoResponse]
-    """The model version being served and its model card."""
+    """The served version of the model for a timeframe, and its model card. INVALID_ARGUMENT
+    when no served model covers the timeframe.
+    """
 
 @_typing.type_check_only
 class InferenceServiceAsyncStub(InferenceServiceStub):
     """The LSTM's predictions, for signal_svc.
 
     The inference service turns candles into model features, asks the model server
-    (TF Serving protocol) for class probabilities, calibrates them and picks the action. It
-    is not routed by Envoy and has no REST mapping; calls carry the service credential in
+    (TF Serving protocol) for class probabilities, calibrates them and picks the action.
+    Several models may be served (TF Serving's model config file); each series goes to the
+    model covering its timeframe: the hourly "lstm" predicts 1h series, "lstm_daily" 1d
+    series (trained on ECB fixings, closes only). It is not routed by Envoy and has no REST mapping; calls carry the service credential in
     the `x-aifx-service-token` metadata.
 
     Pairs are written "EUR/USD"; "EURUSD" and "eur/usd" are accepted and normalised.
 
     Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations for fewer candles
     than GetModelInfo.min_candles, candles out of order or with non-finite, non-positive or
-    inconsistent prices (high below low), a missing or unknown pair or timeframe, or a pair
-    or timeframe the served model does not cover (the violation says which it covers);
-    UNAVAILABLE, within about a second, when the model server cannot be reached.
+    inconsistent prices (high below low), a missing or unknown pair or timeframe, a
+    timeframe no served model covers, or a pair its model does not cover (the violation
+    says what is covered); UNAVAILABLE, within about a second, when the model server
+    cannot be reached or the model a request needs is not loaded.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -80,27 +89,33 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     """Predicts the next move from the most recent candles of one series."""
     PredictBatch: _aio.UnaryUnaryMultiCallable[_inference_pb2.PredictBatchRequest, _inference_pb2.PredictBatchResponse]  # type: ignore[assignment]
     """Several predictions in one call, e.g. one per pair and timeframe when candles close
-    together. All requests succeed or the call fails; a field violation names the failing
-    request as `requests[i]`.
+    together; each goes to its timeframe's model (one model-server call per model). All
+    requests succeed or the call fails; a field violation names the failing request as
+    `requests[i]`.
     """
     GetModelInfo: _aio.UnaryUnaryMultiCallable[_inference_pb2.GetModelInfoRequest, _inference_pb2.GetModelInfoResponse]  # type: ignore[assignment]
-    """The model version being served and its model card."""
+    """The served version of the model for a timeframe, and its model card. INVALID_ARGUMENT
+    when no served model covers the timeframe.
+    """
 
 class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
     """The LSTM's predictions, for signal_svc.
 
     The inference service turns candles into model features, asks the model server
-    (TF Serving protocol) for class probabilities, calibrates them and picks the action. It
-    is not routed by Envoy and has no REST mapping; calls carry the service credential in
+    (TF Serving protocol) for class probabilities, calibrates them and picks the action.
+    Several models may be served (TF Serving's model config file); each series goes to the
+    model covering its timeframe: the hourly "lstm" predicts 1h series, "lstm_daily" 1d
+    series (trained on ECB fixings, closes only). It is not routed by Envoy and has no REST mapping; calls carry the service credential in
     the `x-aifx-service-token` metadata.
 
     Pairs are written "EUR/USD"; "EURUSD" and "eur/usd" are accepted and normalised.
 
     Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations for fewer candles
     than GetModelInfo.min_candles, candles out of order or with non-finite, non-positive or
-    inconsistent prices (high below low), a missing or unknown pair or timeframe, or a pair
-    or timeframe the served model does not cover (the violation says which it covers);
-    UNAVAILABLE, within about a second, when the model server cannot be reached.
+    inconsistent prices (high below low), a missing or unknown pair or timeframe, a
+    timeframe no served model covers, or a pair its model does not cover (the violation
+    says what is covered); UNAVAILABLE, within about a second, when the model server
+    cannot be reached or the model a request needs is not loaded.
     """
 
     @_abc_1.abstractmethod
@@ -118,8 +133,9 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_inference_pb2.PredictBatchResponse, _abc.Awaitable[_inference_pb2.PredictBatchResponse]]:
         """Several predictions in one call, e.g. one per pair and timeframe when candles close
-        together. All requests succeed or the call fails; a field violation names the failing
-        request as `requests[i]`.
+        together; each goes to its timeframe's model (one model-server call per model). All
+        requests succeed or the call fails; a field violation names the failing request as
+        `requests[i]`.
         """
 
     @_abc_1.abstractmethod
@@ -128,6 +144,8 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inference_pb2.GetModelInfoRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_inference_pb2.GetModelInfoResponse, _abc.Awaitable[_inference_pb2.GetModelInfoResponse]]:
-        """The model version being served and its model card."""
+        """The served version of the model for a timeframe, and its model card. INVALID_ARGUMENT
+        when no served model covers the timeframe.
+        """
 
 def add_InferenceServiceServicer_to_server(servicer: InferenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
