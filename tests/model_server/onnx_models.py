@@ -8,8 +8,10 @@ The graph has the shape of the real export (tf2onnx's native LSTM op): candles
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -62,8 +64,12 @@ def lstm_model(
     return model
 
 
-def metadata(version: int, *, model_name: str = "lstm", lookback: int = LOOKBACK) -> ModelMetadata:
-    return ModelMetadata(
+def metadata(
+    version: int, *, model_name: str = "lstm", lookback: int = LOOKBACK, **overrides: Any
+) -> ModelMetadata:
+    """An hourly model's metadata; `overrides` replace fields (a daily model's
+    feature_set, feature_names, pairs, timeframes, scaler)."""
+    hourly = ModelMetadata(
         model_name=model_name,
         version=version,
         created_at=datetime.now(UTC).isoformat(),
@@ -80,18 +86,26 @@ def metadata(version: int, *, model_name: str = "lstm", lookback: int = LOOKBACK
         data={"source": "test model built with onnx.helper"},
         training={"seed": version},
     )
+    return dataclasses.replace(hourly, **overrides)
 
 
 def write_version(
-    base_path: Path, version: int, *, complete: bool = True, model_name: str = "lstm", **kw: int
+    base_path: Path,
+    version: int,
+    *,
+    complete: bool = True,
+    model_name: str = "lstm",
+    described: dict[str, Any] | None = None,
+    **kw: int,
 ) -> Path:
     """models/<name>/<version>/ with model.onnx, then (if `complete`) aifx_metadata.json
-    last, as training writes it."""
+    last, as training writes it; `described` overrides metadata fields."""
     folder = base_path / str(version)
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save(lstm_model(version, **kw), str(folder / ONNX_FILE))
     if complete:
-        metadata(version, model_name=model_name, lookback=kw.get("lookback", LOOKBACK)).write(
+        lookback = kw.get("lookback", LOOKBACK)
+        metadata(version, model_name=model_name, lookback=lookback, **(described or {})).write(
             folder
         )
     return folder
