@@ -36,7 +36,11 @@ CANDLES_PER_WINDOW = 300
 
 
 class InferenceProcess:
-    def __init__(self, model_server: Server, var_dir: Path) -> None:
+    """`python -m inference` on a free port, in front of the model server at `target`;
+    `models` are the settings naming the served models (default: the committed hourly
+    model alone)."""
+
+    def __init__(self, target: str, var_dir: Path, models: dict[str, str] | None = None) -> None:
         self.port = free_port()
         env = dict(
             os.environ,
@@ -44,8 +48,8 @@ class InferenceProcess:
             AIFX_VAR_DIR=str(var_dir),
             AIFX_INFERENCE_PORT=str(self.port),
             AIFX_INFERENCE_METRICS_PORT="0",
-            AIFX_MODEL_SERVER_TARGET=model_server.target,
-            AIFX_MODEL_BASE_PATH=str(REAL_MODELS),
+            AIFX_MODEL_SERVER_TARGET=target,
+            **(models if models is not None else {"AIFX_MODEL_BASE_PATH": str(REAL_MODELS)}),
         )
         self.log_path = var_dir / "inference.log"
         self._log = self.log_path.open("wb")
@@ -115,7 +119,7 @@ def main() -> int:
     server = Server(model, [], workdir / "model-server.log")
     service: InferenceProcess | None = None
     try:
-        service = InferenceProcess(server, workdir)
+        service = InferenceProcess(server.target, workdir)
         credential = (("x-aifx-service-token", service.token),)
         with grpc.insecure_channel(service.target) as channel:
             stub = inference_pb2_grpc.InferenceServiceStub(channel)
