@@ -32,10 +32,10 @@ import importlib.util
 import io
 import itertools
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
-from functools import lru_cache
 from pathlib import Path
 
 from common.candles import CandleError, Candles, closes_only_candles
@@ -86,11 +86,21 @@ def _decimal(cell: str) -> Decimal | None:
     return value
 
 
-@lru_cache(maxsize=4)
-def read_rates(path: Path) -> tuple[list[int], dict[str, int], list[list[str]]]:
-    """The archive's days (00:00 UTC epoch seconds, oldest first), the column of each
-    currency, and its rows (oldest first) as published: only the rates a pair needs are
-    parsed (`rates_of`). MarketDataError naming the line for a file of another shape."""
+@dataclass(frozen=True)
+class RatesTable:
+    """The archive as published: its days (00:00 UTC epoch seconds, oldest first), the
+    column of each currency, and its rows (oldest first) as text. Only the rates a pair
+    needs are parsed (`rates_of`). Held only while series are derived: its ~300,000
+    strings would otherwise stay resident in every process that loaded the history."""
+
+    path: Path
+    days: list[int]
+    columns: dict[str, int]
+    rows: list[list[str]]
+
+
+def read_rates(path: Path) -> RatesTable:
+    """The archive's table; MarketDataError naming the line for a file of another shape."""
     try:
         with zipfile.ZipFile(path) as archive:
             text = archive.read(_MEMBER).decode("utf-8")
@@ -116,17 +126,17 @@ def read_rates(path: Path) -> tuple[list[int], dict[str, int], list[list[str]]]:
     rows.reverse()
     if any(later <= earlier for earlier, later in itertools.pairwise(days)):
         raise MarketDataError(f"{path}: the days of {_MEMBER} are not in order, or repeat")
-    return days, columns, rows
+    return RatesTable(path, days, columns, rows)
 
 
-@lru_cache(maxsize=64)
-def rates_of(path: Path, currency: str) -> tuple[Decimal | None, ...]:
-    """One currency's rate per day of `read_rates(path)` (None where it had none).
-    MarketDataError naming the day of a rate that is not a positive number."""
-    days, columns, rows = read_rates(path)
-    index = columns[currency]
+def rates_of(table: RatesTable, currency: str) -> tuple[Decimal | None, ...]:
+    """One currency's rate per day of the table (None where it had none; 1 every day for
+    the euro). MarketDataError naming the day of a rate that is not a positive number."""
+    if currency == EURO:
+        return (Decimal(1),) * len(table.days)
+    index, path = table.columns[currency], table.path
     parsed = []
-    for day, row in zip(days, rows, strict=True):
+    for day, row in zip(table.days, table.rows, strict=True):
         try:
             parsed.append(_decimal(row[index]) if index < len(row) else None)
         except ValueError as exc:
@@ -142,15 +152,14 @@ def pair_price(pair: str, base_rate: Decimal, quote_rate: Decimal) -> Decimal:
     return (quote_rate / base_rate).quantize(step, rounding=ROUND_HALF_EVEN)
 
 
-def _pair_series(pair: str, days: list[int], archive: Path) -> tuple[list[int], list[float]]:
+def _pair_series(
+    pair: str, days: list[int], rates: Callable[[str], tuple[Decimal | None, ...]]
+) -> tuple[list[int], list[float]]:
     """The days on which both of the pair's currencies have a rate, and its price then."""
-    one = (Decimal(1),) * len(days)
     base, quote = pair.split("/")
-    base_rates = one if base == EURO else rates_of(archive, base)
-    quote_rates = one if quote == EURO else rates_of(archive, quote)
     times: list[int] = []
     prices: list[float] = []
-    for day, base_rate, quote_rate in zip(days, base_rates, quote_rates, strict=True):
+    for day, base_rate, quote_rate in zip(days, rates(base), rates(quote), strict=True):
         if base_rate is not None and quote_rate is not None:
             times.append(day)
             prices.append(float(pair_price(pair, base_rate, quote_rate)))
@@ -162,18 +171,24 @@ def load_ecb_history(
 ) -> dict[str, Candles]:
     """Daily closes-only Candles of `pairs` (pair → series), every day on which both of a
     pair's currencies have a rate. MarketDataError for a pair the rates cannot give."""
-    archive = path or ecb_archive_path()
-    days, columns, _ = read_rates(archive)
+    table = read_rates(path or ecb_archive_path())
+    parsed: dict[str, tuple[Decimal | None, ...]] = {}
+
+    def rates(currency: str) -> tuple[Decimal | None, ...]:
+        if currency not in parsed:
+            parsed[currency] = rates_of(table, currency)
+        return parsed[currency]
+
     series: dict[str, Candles] = {}
     for raw in pairs:
         try:
             pair = normalize_pair(raw)
         except ValueError as exc:
             raise MarketDataError(str(exc)) from None
-        missing = [c for c in pair.split("/") if c != EURO and c not in columns]
+        missing = [c for c in pair.split("/") if c != EURO and c not in table.columns]
         if missing:
             raise MarketDataError(f"the ECB publishes no rate for {', '.join(missing)}")
-        times, prices = _pair_series(pair, days, archive)
+        times, prices = _pair_series(pair, table.days, rates)
         try:
             series[pair] = closes_only_candles(pair, Timeframe.D1, times, prices)
         except CandleError as exc:
