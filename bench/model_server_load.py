@@ -46,8 +46,9 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from common.settings import REPO_ROOT
+from common.settings import REPO_ROOT, Settings
 from inference.model_format import INPUT_NAME, ModelMetadata, complete_versions
+from inference.model_server.flags import configured_models
 from inference.tensor_proto import make_ndarray, make_tensor_proto
 from tests.infra import free_port, stop_process
 
@@ -99,20 +100,29 @@ def pick_model(workdir: Path, base_path: Path | None) -> Model:
 
 
 class Server:
-    def __init__(self, model: Model, extra: list[str], log_path: Path) -> None:
+    """`python -m inference.model_server` on free ports: serving `model` alone, or with
+    `model` None every model of models/models.config (as `make run` does); ready once
+    each is AVAILABLE (`model`'s own version)."""
+
+    def __init__(self, model: Model | None, extra: list[str], log_path: Path) -> None:
         self.port = free_port()
         self.metrics_port = free_port()
         env = dict(os.environ, AIFX_LOG_LEVEL="WARNING")
         self.log_path = log_path
         self._log = log_path.open("wb")
+        if model is None:
+            served = [m.name for m in configured_models(Settings.load())]
+            flags, wanted = [], dict.fromkeys(served)
+        else:
+            flags = [f"--model_name={MODEL_NAME}", f"--model_base_path={model.base_path}"]
+            wanted = {MODEL_NAME: model.version}
         self.process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "inference.model_server",
                 f"--port={self.port}",
-                f"--model_name={MODEL_NAME}",
-                f"--model_base_path={model.base_path}",
+                *flags,
                 f"--metrics_port={self.metrics_port}",
                 *extra,
             ],
@@ -122,26 +132,33 @@ class Server:
             stderr=subprocess.STDOUT,
         )
         self.target = f"127.0.0.1:{self.port}"
-        self._wait_available(model.version)
+        self.models = list(wanted)
+        self._wait_available(wanted)
 
-    def _wait_available(self, version: int) -> None:
+    def _wait_available(self, wanted: dict[str, int | None]) -> None:
+        """Until every model has an AVAILABLE version (the given one, if not None)."""
         deadline = time.monotonic() + 60
+        waiting = dict(wanted)
         with grpc.insecure_channel(self.target) as channel:
             stub = model_service_pb2_grpc.ModelServiceStub(channel)
-            request = get_model_status_pb2.GetModelStatusRequest(
-                model_spec=model_pb2.ModelSpec(name=MODEL_NAME)
-            )
-            while time.monotonic() < deadline:
+            while waiting and time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     raise RuntimeError("model server exited:\n" + self.log_path.read_text())
-                try:
-                    states = stub.GetModelStatus(request, timeout=1).model_version_status
-                    if any(s.version == version and s.state == s.AVAILABLE for s in states):
-                        return
-                except grpc.RpcError:
-                    pass
+                for name, version in list(waiting.items()):
+                    request = get_model_status_pb2.GetModelStatusRequest(
+                        model_spec=model_pb2.ModelSpec(name=name)
+                    )
+                    try:
+                        states = stub.GetModelStatus(request, timeout=1).model_version_status
+                    except grpc.RpcError:
+                        continue
+                    if any(s.state == s.AVAILABLE and version in (None, s.version) for s in states):
+                        del waiting[name]
                 time.sleep(0.1)
-        raise RuntimeError("model server not ready:\n" + self.log_path.read_text())
+        if waiting:
+            raise RuntimeError(
+                f"model server not ready ({', '.join(waiting)}):\n" + self.log_path.read_text()
+            )
 
     def memory_mb(self) -> tuple[float, float]:
         """(VmRSS, VmHWM) in MB."""

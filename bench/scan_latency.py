@@ -22,81 +22,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-import grpc
 from inference_load import InferenceProcess
-from model_server_load import percentile
-from proc_stats import memory_mb
-from tensorflow_serving.apis import get_model_status_pb2, model_pb2, model_service_pb2_grpc
+from model_server_load import Server, percentile
 
-from common.settings import REPO_ROOT, MarketSettings, Settings
-from inference.model_server.flags import configured_models
+from common.settings import MarketSettings, Settings
 from signal_svc.engine import HISTORY_BARS, SignalEngine
 from signal_svc.inference_client import InferenceClient
 from signal_svc.market.series import close_times, default_history
 from signal_svc.ports import CandleClosed
 from signal_svc.scheduler import configured_series
 from signal_svc.signals import Signal
-from tests.infra import free_port, stop_process
 
 TARGET_MS = 100.0
-
-
-class ModelServerProcess:
-    """`python -m inference.model_server` with its default flags: every model of
-    models/models.config."""
-
-    def __init__(self, log_path: Path) -> None:
-        self.port = free_port()
-        self.target = f"127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "inference.model_server",
-                f"--port={self.port}",
-                "--metrics_port=0",
-            ],
-            cwd=REPO_ROOT,
-            env=dict(os.environ, AIFX_LOG_LEVEL="WARNING"),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_available(self, names: list[str]) -> None:
-        deadline = time.monotonic() + 60
-        with grpc.insecure_channel(self.target) as channel:
-            stub = model_service_pb2_grpc.ModelServiceStub(channel)
-            waiting = set(names)
-            while waiting and time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError("model server exited:\n" + self.log_path.read_text())
-                for name in sorted(waiting):
-                    request = get_model_status_pb2.GetModelStatusRequest(
-                        model_spec=model_pb2.ModelSpec(name=name)
-                    )
-                    try:
-                        states = stub.GetModelStatus(request, timeout=1).model_version_status
-                    except grpc.RpcError:
-                        continue
-                    if any(s.state == s.AVAILABLE for s in states):
-                        waiting.discard(name)
-                time.sleep(0.1)
-        if waiting:
-            raise RuntimeError(f"{sorted(waiting)} not available:\n" + self.log_path.read_text())
-
-    def stop(self) -> None:
-        stop_process(self.process, grace=15)
-        self._log.close()
 
 
 def scan_events(market: MarketSettings) -> list[CandleClosed]:
@@ -166,17 +109,15 @@ def main() -> int:
     args = parser.parse_args()
     settings = Settings.load()
     workdir = Path(tempfile.mkdtemp(prefix="aifx-scan-bench-"))
-    names = [model.name for model in configured_models(settings)]
-    server = ModelServerProcess(workdir / "model-server.log")
+    server = Server(None, [], workdir / "model-server.log")
     service: InferenceProcess | None = None
     try:
-        server.wait_available(names)
-        print(f"models served: {', '.join(names)} (models/models.config)")
+        print(f"models served: {', '.join(server.models)} (models/models.config)")
         service = InferenceProcess(server.target, workdir, models={})
         asyncio.run(measure(settings, service.target, service.token, args.scans))
         print(
             f"memory: inference RSS {service.rss_mb():.0f} MB, model server RSS "
-            f"{memory_mb(server.process.pid)['VmRSS']:.0f} MB"
+            f"{server.memory_mb()[0]:.0f} MB"
         )
     finally:
         if service is not None:

@@ -111,21 +111,26 @@ def window_features(ohlc: np.ndarray, times: np.ndarray, spec: WindowSpec) -> np
     return features
 
 
-def _hourly_ohlc_columns(ohlc: np.ndarray, times: np.ndarray) -> list[np.ndarray]:
-    high, low, close = ohlc[..., 1], ohlc[..., 2], ohlc[..., 3]
+def _trend_columns(close: np.ndarray) -> list[np.ndarray]:
+    """RSI, MACD and the distance to two moving averages, relative to price: the middle
+    columns of both feature sets."""
     line, signal, histogram = indicators.macd(close)
-    hours = (times % 86_400) / 3600.0
     return [
-        _log_return(close, 1),
-        _log_return(close, 4),
-        _log_return(close, 12),
-        _log_return(close, 24),
         indicators.rsi(close, 14) / 100.0,
         line / close,
         signal / close,
         histogram / close,
         close / indicators.sma(close, 20) - 1.0,
         close / indicators.sma(close, 50) - 1.0,
+    ]
+
+
+def _hourly_ohlc_columns(ohlc: np.ndarray, times: np.ndarray) -> list[np.ndarray]:
+    high, low, close = ohlc[..., 1], ohlc[..., 2], ohlc[..., 3]
+    hours = (times % 86_400) / 3600.0
+    return [
+        *(_log_return(close, bars) for bars in (1, 4, 12, 24)),
+        *_trend_columns(close),
         indicators.atr(high, low, close, 14) / close,
         (high - low) / close,
         np.sin(2 * np.pi * hours / 24.0),
@@ -135,18 +140,9 @@ def _hourly_ohlc_columns(ohlc: np.ndarray, times: np.ndarray) -> list[np.ndarray
 
 def _daily_close_columns(close: np.ndarray) -> list[np.ndarray]:
     """DAILY_FEATURE_NAMES, from closes alone (highs and lows are never read)."""
-    line, signal, histogram = indicators.macd(close)
     return [
-        _log_return(close, 1),
-        _log_return(close, 5),
-        _log_return(close, 10),
-        _log_return(close, 20),
-        indicators.rsi(close, 14) / 100.0,
-        line / close,
-        signal / close,
-        histogram / close,
-        close / indicators.sma(close, 20) - 1.0,
-        close / indicators.sma(close, 50) - 1.0,
+        *(_log_return(close, bars) for bars in (1, 5, 10, 20)),
+        *_trend_columns(close),
         indicators.atr(close, close, close, 14) / close,
     ]
 
