@@ -31,6 +31,7 @@ from pathlib import Path
 from inference_load import InferenceProcess
 from model_server_load import Server, percentile
 
+from common.logging import configure_logging
 from common.settings import MarketSettings, Settings
 from signal_svc.engine import HISTORY_BARS, SignalEngine
 from signal_svc.inference_client import InferenceClient
@@ -107,7 +108,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scans", type=int, default=200)
     args = parser.parse_args()
-    settings = Settings.load()
+    # The engine logs each signal at INFO; a scan's timing should not be the terminal's.
+    settings = Settings.load(log_level="WARNING")
+    configure_logging(settings, "scan-bench")
     workdir = Path(tempfile.mkdtemp(prefix="aifx-scan-bench-"))
     server = Server(None, [], workdir / "model-server.log")
     service: InferenceProcess | None = None
