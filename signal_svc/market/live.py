@@ -5,8 +5,9 @@ fetches every polled series every `poll_seconds`, in a worker thread so yfinance
 blocking I/O and its retries never stall the event loop, then:
 
 - emits a `CandleClosed` for each bar that closed since the previous poll (the first
-  successful poll of a series only sets where it stands: bars that closed before the
-  service started are history, not news);
+  look at a series — its first successful poll, or a `history()` call such as the
+  scheduler's warm start — only sets where it stands: bars that closed before the
+  service started are history, not news, and none closed after it is skipped);
 - emits a `PriceTick` per pair from its shortest polled series: the newest bar's close
   (Yahoo's forming bar, i.e. the latest quote), with the range of the bars since the
   previous tick.
@@ -169,7 +170,12 @@ class LiveFeed:
                 fetched = self._fetched_at.get(key)
                 if fetched is None or time.monotonic() - fetched > self.poll_seconds:
                     await self._fetch(key)
-        return self._closed(self._bars[key]).tail(max(0, count))
+        closed = self._closed(self._bars[key])
+        if len(closed) and key in self._polled:
+            # What a caller saw first is where the series stands: the scheduler's warm
+            # start signals this bar, so the next poll must emit every bar after it.
+            self._last_closed.setdefault(key, int(closed.times[-1]))
+        return closed.tail(max(0, count))
 
     def latest_tick(self, pair: str) -> PriceTick | None:
         return self._last_tick.get(pair)

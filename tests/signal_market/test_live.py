@@ -147,3 +147,23 @@ async def test_offline_surfaces_market_data_unavailable(yahoo, sessions):
     await market.store.upsert(fake.bundled.series[(EURUSD, H1)].slice(0, 50), "live")
     stored = await market.candles(EURUSD, H1, 10)
     assert len(stored) == 10 and stored.source == "live"
+
+
+async def test_no_bar_is_skipped_between_the_warm_start_and_the_first_poll(yahoo, hours):
+    """The scheduler's warm start reads history (and signals its last bar) before the
+    poller's first poll; bars that close in between are emitted by that poll, not taken
+    for where the series stood."""
+    fake, forming = yahoo
+    feed = live_feed(fake)
+    closes = asyncio.Queue()
+    feed._close_queues.add(closes)
+    warm = await feed.history(EURUSD, H1, 300)
+    assert int(warm.times[-1]) == int(hours.times[forming - 1])
+    fake.now += 2 * 3600  # the machine is slow: two bars close before the first poll
+    await feed.poll_once()
+    got = [
+        int(e.candles.times[-1])
+        for e in (closes.get_nowait() for _ in range(closes.qsize()))
+        if e.timeframe == H1
+    ]
+    assert got == [int(hours.times[forming]), int(hours.times[forming + 1])]
