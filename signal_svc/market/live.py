@@ -54,17 +54,19 @@ Loader = Callable[..., Candles]
 
 
 def _concat(old: Candles, new: Candles) -> Candles:
-    """`old` bars before `new`'s first bar, then `new` (newer values win), at most
-    KEEP_BARS."""
+    """`old` bars before `new`'s first bar, then `new` (its values win where both have
+    a bar), then `old` bars after `new`'s last one — a fetch that answers late with an
+    older view (the warm start's and the poller's overlap) must not drop newer bars —
+    at most KEEP_BARS."""
     if not len(old):
         return new.tail(KEEP_BARS)
     if not len(new):
         return old
-    keep = int(np.searchsorted(old.times, new.times[0], side="left"))
-    head = old.slice(0, keep)
+    head = old.slice(0, int(np.searchsorted(old.times, new.times[0], side="left")))
+    rest = old.slice(int(np.searchsorted(old.times, new.times[-1], side="right")), len(old))
 
     def joined(name: str) -> np.ndarray:
-        return np.concatenate([getattr(head, name), getattr(new, name)])
+        return np.concatenate([getattr(head, name), getattr(new, name), getattr(rest, name)])
 
     merged = Candles(
         new.pair,

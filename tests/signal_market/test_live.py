@@ -167,3 +167,28 @@ async def test_no_bar_is_skipped_between_the_warm_start_and_the_first_poll(yahoo
         if e.timeframe == H1
     ]
     assert got == [int(hours.times[forming]), int(hours.times[forming + 1])]
+
+
+async def test_a_late_answer_with_an_older_view_drops_no_newer_bar(yahoo, hours):
+    """The poller and a history() call fetch at once; the one that answers last may have
+    asked first. The bars the other brought stay, so no close is skipped."""
+    fake, forming = yahoo
+    feed = live_feed(fake)
+    closes = asyncio.Queue()
+    feed._close_queues.add(closes)
+    older = fake(EURUSD, H1)  # what a slow fetch asked for before the clock moved on
+    fake.now += 2 * 3600
+    await feed.poll_once()  # the baseline: two bars further
+    feed._loader = lambda *args, **kwargs: older
+    feed._fetched_at.clear()
+    seen = await feed.history(EURUSD, H1, 300)  # answers late, with the older view
+    assert int(seen.times[-1]) == int(hours.times[forming + 1])
+    feed._loader = fake
+    fake.now += 3600
+    await feed.poll_once()
+    got = [
+        int(e.candles.times[-1])
+        for e in (closes.get_nowait() for _ in range(closes.qsize()))
+        if e.timeframe == H1
+    ]
+    assert got == [int(hours.times[forming + 2])]
