@@ -144,7 +144,10 @@ async def test_get_signal_defaults_to_1h_and_is_the_newest_stored(
     signal_edge: SignalEdge, http: httpx.AsyncClient
 ):
     headers = bearer(signal_edge.access_token)
-    newest_before = (await http.get(SIGNALS_PATH, params={"pageSize": 1}, headers=headers)).json()
+    # The newest EUR/USD 1h signal (other series close at the same moments).
+    params = {"pageSize": 1, "pair": "EURUSD", "timeframe": "1h"}
+    newest_before = (await http.get(SIGNALS_PATH, params=params, headers=headers)).json()
+    assert newest_before["signals"][0]["timeframe"] == "TIMEFRAME_H1"
 
     response = await http.get(SIGNAL_PATH, headers=headers)
 
