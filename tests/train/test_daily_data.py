@@ -69,7 +69,11 @@ def test_fold_parts_never_share_a_fixing_across_pairs(pooled, year):
             assert first - last >= gap
     # validation is the most recent year before the purge, training everything before it
     span = t[fold.validation].max() - t[fold.validation].min()
-    assert daily.VALIDATION_DAYS * daily.DAY - 7 * daily.DAY < span <= daily.VALIDATION_DAYS * daily.DAY
+    assert (
+        daily.VALIDATION_DAYS * daily.DAY - 7 * daily.DAY
+        < span
+        <= daily.VALIDATION_DAYS * daily.DAY
+    )
     assert t[fold.train].min() == t.min()
 
 
