@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -210,7 +211,7 @@ def prepare_fold(pooled: PooledSamples, fold: Fold) -> PreparedFold:
     return PreparedFold(fold, scaler, inputs, labels)
 
 
-def part_summary(pooled: PooledSamples, index: np.ndarray) -> dict[str, object]:
+def part_summary(pooled: PooledSamples, index: np.ndarray) -> dict[str, Any]:
     """Sample count, decision days, candles touched and class shares of a part."""
     labels = pooled.labels[index]
     return {

@@ -246,7 +246,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults: dict[str, Any] = dict(DAILY_DEFAULTS) if daily_run else dict(HOURLY_DEFAULTS)
     defaults.setdefault("model_name", settings.model.model_name)
     defaults["model_base_path"] = (
-        settings.model.model_base_path.parent / DAILY_DEFAULTS["model_name"]
+        settings.model.model_base_path.parent / str(DAILY_DEFAULTS["model_name"])
         if daily_run
         else settings.model.model_base_path
     )
