@@ -701,7 +701,7 @@ def _summarise(target: Path, metadata: ModelMetadata, clock: _Clock) -> None:
     _say("")
     _say(f"{'test split':<40}{'accuracy':>9}{'bal.acc':>9}{'logloss':>9}{'brier':>8}{'ECE':>8}")
     rows = [("LSTM (calibrated)", m["model"])] + [
-        (report.BASELINE_TITLES.get(name, name), entry) for name, entry in m["baselines"].items()
+        (report.TITLES.get(name, name), entry) for name, entry in m["baselines"].items()
     ]
     for title, entry in rows:
         _say(

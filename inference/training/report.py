@@ -26,11 +26,12 @@ from inference.model_format import (
 from inference.training.evaluation import ECE_BINS, reliability_bins
 
 BASELINE_TITLES = {
-    "always_hold": "Always hold",
     "majority_class": "Majority class",
     "persistence": "Persistence (same as last move)",
     "technical_rules": "Technical rule (MACD histogram + RSI)",
 }
+# Every baseline's title: the hourly model's three, and the daily model's no-trade one.
+TITLES = {"always_hold": "Always hold", **BASELINE_TITLES}
 METRIC_COLUMNS = (
     ("accuracy", "Accuracy ↑"),
     ("balanced_accuracy", "Balanced acc. ↑"),
@@ -97,7 +98,7 @@ def _findings(comparisons: dict[str, Any], verdict: str) -> list[str]:
 
     found = []
     for name, c in comparisons.items():
-        title = BASELINE_TITLES.get(name, name).split(" (")[0].lower()
+        title = TITLES.get(name, name).split(" (")[0].lower()
         if c["accuracy"] == verdict:
             gain = said(c["accuracy_gain"], 100, 1, " points")
             found.append(f"accuracy against the {title} baseline, {gain}")
@@ -116,7 +117,7 @@ def _results_table(m: dict[str, Any]) -> list[str]:
     add(_metrics_row("**LSTM (calibrated)**", m["model"]))
     add(_metrics_row("LSTM before calibration (T = 1)", m["model_uncalibrated"]))
     for name, entry in m["baselines"].items():
-        add(_metrics_row(BASELINE_TITLES.get(name, name), entry))
+        add(_metrics_row(TITLES.get(name, name), entry))
     return out
 
 
@@ -141,7 +142,7 @@ def _comparison_section(m: dict[str, Any]) -> list[str]:
     add("| --- | ---: | --- | ---: | --- | --- |")
     for name, c in comparisons.items():
         add(
-            f"| {BASELINE_TITLES.get(name, name)} | {_interval(c['accuracy_gain'], 100, 1)} | "
+            f"| {TITLES.get(name, name)} | {_interval(c['accuracy_gain'], 100, 1)} | "
             f"{c['accuracy']} | {_interval(c['log_loss_gain'], 1, 4)} | {c['log_loss']} | "
             f"{_beats(c)} |"
         )
@@ -242,7 +243,7 @@ def render_card(metadata: ModelMetadata) -> str:
     add("How each baseline predicts, and where its probabilities come from:")
     add("")
     for name, entry in m["baselines"].items():
-        add(f"- **{BASELINE_TITLES.get(name, name)}**: {entry['description']}")
+        add(f"- **{TITLES.get(name, name)}**: {entry['description']}")
     add("")
     add(
         "Accuracy and balanced accuracy score each predictor's own signal; log loss, Brier "
@@ -274,7 +275,7 @@ def render_card(metadata: ModelMetadata) -> str:
     for name, entry in m["baselines"].items():
         s = entry["signals"]
         add(
-            f"| {BASELINE_TITLES.get(name, name)}, every buy/sell | {s['count']} | "
+            f"| {TITLES.get(name, name)}, every buy/sell | {s['count']} | "
             f"{s['buy']} / {s['sell']} | {_pct(s['accuracy'])} |"
         )
     add("")
@@ -437,7 +438,7 @@ def write_card(version_dir: Path, metadata: ModelMetadata) -> None:
 
 
 def _short(name: str) -> str:
-    return BASELINE_TITLES.get(name, name).split(" (")[0]
+    return TITLES.get(name, name).split(" (")[0]
 
 
 def _year_tables(folds: list[dict[str, Any]]) -> list[str]:
@@ -579,7 +580,7 @@ def render_daily_card(metadata: ModelMetadata) -> str:
     add("How each baseline predicts, and where its probabilities come from:")
     add("")
     for name, entry in m["baselines"].items():
-        add(f"- **{BASELINE_TITLES.get(name, name)}**: {entry['description']}")
+        add(f"- **{TITLES.get(name, name)}**: {entry['description']}")
     add("")
     out.extend(_comparison_section(m))
     add(
