@@ -23,7 +23,9 @@ help:
 	@echo "make bench   run the benchmarks under bench/"
 	@echo "make train-setup  create .train-venv (TensorFlow, tf2onnx) for training"
 	@echo "make train   train the LSTM into the next models/lstm/<version>/ (ARGS=... for"
-	@echo "             options, e.g. ARGS='--epochs 5'; see ARGS=--help)"
+	@echo "             options, e.g. ARGS='--epochs 5'; see ARGS=--help); ARGS='--dataset"
+	@echo "             ecb-daily' trains the pooled daily model into models/lstm_daily/ and"
+	@echo "             backtests it (python -m backtest)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -94,8 +96,12 @@ train-setup: $(TRAIN_PY)
 $(TRAIN_STAMP): requirements.lock requirements-train.txt
 	$(MAKE) train-setup
 
+# The daily model's version gets its backtest (runtime environment, no TensorFlow: the
+# `backtest` package drives the real signal engine) right after training writes it.
 train: $(TRAIN_STAMP)
 	$(TRAIN_PY) -m inference.training $(ARGS)
+	@if [[ " $(ARGS) " == *" --dataset ecb-daily "* || " $(ARGS) " == *" --dataset=ecb-daily "* ]]; then \
+	  $(PY) -m backtest models/lstm_daily; fi
 
 lock:
 	$(PY) -m pip freeze --exclude-editable --exclude tensorflow-serving-api > requirements.lock

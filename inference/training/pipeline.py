@@ -22,6 +22,7 @@ import shutil
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,11 @@ import numpy as np
 
 from common.settings import get_settings
 from inference.features import FEATURE_NAMES, WindowSpec
-from inference.labels import CLASSES
+from inference.labels import CLASSES, HOLD
 from inference.model_format import ONNX_FILE, RELIABILITY_FILE, ModelMetadata, next_version
+from inference.training import daily, report, runs
 from inference.training import data as data_module
 from inference.training import evaluation as ev
-from inference.training import report, runs
 
 # Model defaults: the lowest validation loss among a handful of settings tried on the
 # bundled EUR/USD hours (units 16/32/64, learning rate 1e-4 to 1e-3, dropout 0.2/0.4,
@@ -62,6 +63,54 @@ TRAINING_PARAMETERS = (
 )  # fmt: skip
 
 
+# `--dataset ecb-daily` (the pooled daily model, see inference.training.walkforward):
+# not tuned, chosen so that every walk-forward fold trains within the runtime budget of
+# `make train` on two cores (about 8 s an epoch on ~85,000 samples). A smaller network
+# than the hourly one (the daily classes carry less signal per sample, and seven folds
+# must fit), a larger batch, and a shorter patience.
+DAILY_DEFAULTS = {
+    "epochs": 15,
+    "batch_size": 256,
+    "patience": 3,
+    "learning_rate": 1e-3,
+    "units": 32,
+    "dropout": 0.3,
+    "seed": 42,
+    # StrategySettings has no minimum confidence; 0.5 is its lowest strength threshold
+    # ("moderate"), fixed before any held-out result was seen. Calibrated three-class
+    # probabilities of daily moves rarely reach the hourly model's 0.6.
+    "threshold": 0.5,
+    "bootstrap_block": 10,  # trading days (x the number of pairs: samples); 2 horizons
+    "lookback": daily.DAILY_LOOKBACK,
+    "warmup": daily.DAILY_WARMUP,
+    "horizon": daily.DAILY_HORIZON,
+    "hold_band": daily.DAILY_HOLD_BAND,
+    "model_name": "lstm_daily",
+}
+HOURLY_DEFAULTS = {
+    **DEFAULTS,
+    "lookback": WindowSpec().lookback,
+    "warmup": WindowSpec().warmup,
+    "horizon": data_module.DEFAULT_HORIZON,
+    "hold_band": data_module.DEFAULT_HOLD_BAND,
+}
+BUNDLED_HOURLY, ECB_DAILY = "bundled-hourly", "ecb-daily"
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except those that depend on --dataset (None until resolved; their
+    help says both)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _both(key: str) -> str:
+    return f"(default: {HOURLY_DEFAULTS[key]} hourly, {DAILY_DEFAULTS[key]} daily)"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     settings = get_settings()
     parser = argparse.ArgumentParser(
@@ -69,56 +118,90 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=(
             "Train the LSTM on real candles, calibrate it, evaluate it against baselines "
             "on a held-out period and write the next model version (SavedModel in the TF "
-            "Serving layout, model.onnx, metrics.json, MODEL_CARD.md, reliability.png)."
+            "Serving layout, model.onnx, metrics.json, MODEL_CARD.md, reliability.png). "
+            "--dataset ecb-daily trains the pooled daily model `lstm_daily` on the ECB "
+            "rates of every pair instead, with a walk-forward evaluation over held-out "
+            "years (see inference/training/walkforward.py)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     data = parser.add_argument_group("data")
-    data.add_argument("--pair", default="EUR/USD", help="currency pair")
     data.add_argument(
-        "--timeframe", default="1h", choices=["15m", "1h", "4h", "1d"], help="bar length"
+        "--dataset",
+        choices=[BUNDLED_HOURLY, ECB_DAILY],
+        default=BUNDLED_HOURLY,
+        help="bundled-hourly: the bundled EUR/USD hours (model `lstm`); ecb-daily: the "
+        "ECB's daily reference rates of all pairs, pooled (model `lstm_daily`)",
+    )
+    data.add_argument("--pair", default="EUR/USD", help="currency pair (bundled-hourly)")
+    data.add_argument(
+        "--timeframe",
+        default="1h",
+        choices=["15m", "1h", "4h", "1d"],
+        help="bar length (bundled-hourly)",
     )
     data.add_argument(
         "--max-bars", type=int, default=None, help="use only the most recent N bars (smoke runs)"
     )
     data.add_argument(
-        "--lookback", type=int, default=WindowSpec().lookback, help="bars the model reads"
+        "--lookback", type=int, default=None, help=f"bars the model reads {_both('lookback')}"
     )
     data.add_argument(
         "--warmup",
         type=int,
-        default=WindowSpec().warmup,
-        help="bars before the lookback that let the indicators settle",
+        default=None,
+        help=f"bars before the lookback that let the indicators settle {_both('warmup')}",
     )
     data.add_argument(
         "--horizon",
         type=int,
-        default=data_module.DEFAULT_HORIZON,
-        help="bars ahead the label looks (4 h on hourly bars: a few hours' trade)",
+        default=None,
+        help="bars ahead the label looks: 4 h on hourly bars (a few hours' trade), 5 days "
+        f"on daily ones (a trading week) {_both('horizon')}",
     )
     data.add_argument(
         "--hold-band",
         type=float,
-        default=data_module.DEFAULT_HOLD_BAND,
+        default=None,
         help="hold band in multiples of ATR(14): smaller moves are 'hold' (0.5 gives "
         "near-balanced classes on EUR/USD 1h with horizon 4, and moves under half an ATR "
-        "hardly pay for the spread)",
+        "hardly pay for the spread; on the daily fixings, 1.0 with horizon 5 gives about "
+        f"36 / 28 / 37 %% sell / hold / buy before 2019) {_both('hold_band')}",
+    )
+    data.add_argument(
+        "--test-years",
+        type=int,
+        nargs="+",
+        default=list(daily.DAILY_TEST_YEARS),
+        help="ecb-daily: the held-out years of the walk-forward evaluation, one fold each; "
+        "the version exported is the last fold's model",
+    )
+    data.add_argument(
+        "--compare-pairs",
+        nargs="*",
+        default=None,
+        help="ecb-daily: pairs on which per-pair models are trained to compare with the "
+        "pooled one (default: every pair; give none to skip)",
     )
     model = parser.add_argument_group("model and training")
-    model.add_argument("--units", type=int, default=DEFAULTS["units"], help="first LSTM's units")
-    model.add_argument("--dropout", type=float, default=DEFAULTS["dropout"], help="after each LSTM")
-    model.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help="at most")
+    model.add_argument(
+        "--units", type=int, default=None, help=f"first LSTM's units {_both('units')}"
+    )
+    model.add_argument(
+        "--dropout", type=float, default=None, help=f"after each LSTM {_both('dropout')}"
+    )
+    model.add_argument("--epochs", type=int, default=None, help=f"at most {_both('epochs')}")
     model.add_argument(
         "--patience",
         type=int,
-        default=DEFAULTS["patience"],
-        help="epochs without a lower validation loss before stopping",
+        default=None,
+        help=f"epochs without a lower validation loss before stopping {_both('patience')}",
     )
     model.add_argument(
-        "--batch-size", type=int, default=DEFAULTS["batch_size"], help="training batch"
+        "--batch-size", type=int, default=None, help=f"training batch {_both('batch_size')}"
     )
     model.add_argument(
-        "--learning-rate", type=float, default=DEFAULTS["learning_rate"], help="Adam's"
+        "--learning-rate", type=float, default=None, help=f"Adam's {_both('learning_rate')}"
     )
     model.add_argument(
         "--class-weights",
@@ -128,31 +211,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"{IMBALANCE_RATIO}x the smallest",
     )
     model.add_argument(
-        "--seed", type=int, default=DEFAULTS["seed"], help="seeds every random number"
+        "--seed", type=int, default=None, help=f"seeds every random number {_both('seed')}"
     )
     evaluation = parser.add_argument_group("evaluation and output")
     evaluation.add_argument(
         "--threshold",
         type=float,
-        default=DEFAULTS["threshold"],
-        help="trading threshold: buy/sell signals need at least this calibrated confidence",
+        default=None,
+        help="trading threshold: buy/sell signals need at least this calibrated confidence "
+        f"{_both('threshold')}",
     )
     evaluation.add_argument(
         "--bootstrap-block",
         type=int,
-        default=DEFAULTS["bootstrap_block"],
-        help="block length (samples) of the bootstrap behind the model-vs-baseline intervals",
+        default=None,
+        help="block length of the bootstrap behind the model-vs-baseline intervals: "
+        f"samples (hourly) or trading days of every pair (daily) {_both('bootstrap_block')}",
     )
     evaluation.add_argument(
-        "--model-name", default=settings.model.model_name, help="model name in the metadata"
+        "--model-name",
+        default=None,
+        help=f"model name in the metadata (default: {settings.model.model_name} hourly, "
+        f"{DAILY_DEFAULTS['model_name']} daily)",
     )
     evaluation.add_argument(
         "--model-base-path",
         type=Path,
-        default=settings.model.model_base_path,
-        help="folder of the model's versions (TF Serving's --model_base_path)",
+        default=None,
+        help="folder of the model's versions (TF Serving's --model_base_path; default: "
+        f"{settings.model.model_base_path} hourly, models/lstm_daily beside it daily)",
     )
     args = parser.parse_args(argv)
+    daily_run = args.dataset == ECB_DAILY
+    defaults: dict[str, Any] = dict(DAILY_DEFAULTS) if daily_run else dict(HOURLY_DEFAULTS)
+    defaults.setdefault("model_name", settings.model.model_name)
+    defaults["model_base_path"] = (
+        settings.model.model_base_path.parent / str(DAILY_DEFAULTS["model_name"])
+        if daily_run
+        else settings.model.model_base_path
+    )
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     for name in ("epochs", "batch_size", "patience", "units", "lookback", "horizon"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -160,6 +260,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--dropout must be in [0, 1)")
     if not 0 < args.threshold <= 1:
         parser.error("--threshold must be in (0, 1]")
+    if daily_run and args.max_bars is not None:
+        parser.error("--max-bars is for the hourly data; use --test-years for a short daily run")
     return args
 
 
@@ -197,48 +299,65 @@ def _class_weights(labels: np.ndarray, mode: str) -> tuple[dict[int, float] | No
     return weights, f"balanced ({listed}; training classes {shares})"
 
 
-def evaluate_all(
-    prepared: data_module.PreparedData,
-    test_logits: np.ndarray,
-    temperature: float,
+def baseline_predictions(
+    y_train: np.ndarray,
+    persistence: tuple[np.ndarray, np.ndarray],
+    rule: tuple[np.ndarray, np.ndarray],
+    n_test: int,
+    *,
+    always_hold: bool = False,
+) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
+    """Each baseline's hard signal and probabilities on the test samples, and how it
+    predicts. `persistence` and `rule` are the raw signals (train, test); every
+    probability is a lookup fitted on the training split only. `always_hold` adds the
+    no-trade baseline (the daily model's trading comparison)."""
+    majority_predicted, majority_probabilities = ev.majority_baseline(y_train, n_test)
+    majority_class = CLASSES[int(majority_predicted[0])] if n_test else "?"
+    baselines: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}
+    if always_hold:
+        hold = np.full(n_test, HOLD, dtype=np.int64)
+        baselines["always_hold"] = (
+            hold,
+            ev.signal_probabilities(np.full(len(y_train), HOLD), y_train, hold),
+            "always 'hold' (never trades); probabilities are the training split's class "
+            "frequencies.",
+        )
+    baselines["majority_class"] = (
+        majority_predicted,
+        majority_probabilities,
+        f"always '{majority_class}', the most frequent class of the training split; "
+        "probabilities are the training split's class frequencies.",
+    )
+    baselines["persistence"] = (
+        persistence[1],
+        ev.signal_probabilities(persistence[0], y_train, persistence[1]),
+        "the label of the move that has just completed (close[t - horizon] → close[t], "
+        "same hold band); probabilities are the training split's class frequencies after "
+        "each such previous move.",
+    )
+    baselines["technical_rules"] = (
+        rule[1],
+        ev.signal_probabilities(rule[0], y_train, rule[1]),
+        "buy when the MACD(12, 26, 9) histogram is above 0 and 50 < RSI(14) < 70, sell "
+        "when it is below 0 and 30 < RSI(14) < 50, otherwise hold; probabilities are the "
+        "training split's class frequencies for each rule signal.",
+    )
+    return baselines
+
+
+def score_predictions(
+    y_test: np.ndarray,
+    probabilities: np.ndarray,
+    uncalibrated: np.ndarray,
+    baselines: dict[str, tuple[np.ndarray, np.ndarray, str]],
     threshold: float,
     block: int,
     seed: int,
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """metrics.json's content, and the probability arrays behind the reliability plot."""
-    samples, split = prepared.samples, prepared.split
-    y_train, y_test = prepared.labels["train"], prepared.labels["test"]
-    probabilities = ev.softmax(test_logits, temperature)
-    uncalibrated = ev.softmax(test_logits)
+) -> dict[str, Any]:
+    """The model's and each baseline's scores on held-out samples, and the paired
+    block-bootstrap comparison of the model with each baseline (metrics.json's shape)."""
     predicted = probabilities.argmax(axis=1)
     confidence = probabilities.max(axis=1)
-
-    majority_predicted, majority_probabilities = ev.majority_baseline(y_train, len(y_test))
-    persistence = data_module.persistence_signal(samples)
-    rule = data_module.technical_signal(samples)
-    majority_class = CLASSES[int(majority_predicted[0])] if len(y_test) else "?"
-    baselines = {
-        "majority_class": (
-            majority_predicted,
-            majority_probabilities,
-            f"always '{majority_class}', the most frequent class of the training split; "
-            "probabilities are the training split's class frequencies.",
-        ),
-        "persistence": (
-            persistence[split.test],
-            ev.signal_probabilities(persistence[split.train], y_train, persistence[split.test]),
-            "the label of the move that has just completed (close[t - horizon] → close[t], "
-            "same hold band); probabilities are the training split's class frequencies after "
-            "each such previous move.",
-        ),
-        "technical_rules": (
-            rule[split.test],
-            ev.signal_probabilities(rule[split.train], y_train, rule[split.test]),
-            "buy when the MACD(12, 26, 9) histogram is above 0 and 50 < RSI(14) < 70, sell "
-            "when it is below 0 and 30 < RSI(14) < 50, otherwise hold; probabilities are the "
-            "training split's class frequencies for each rule signal.",
-        ),
-    }
     metrics: dict[str, Any] = {
         "split": "test",
         "test_samples": len(y_test),
@@ -262,16 +381,109 @@ def evaluate_all(
         metrics["comparisons"][name] = ev.compare(
             y_test, predicted, probabilities, hard, probs, block, seed=seed
         )
+    return metrics
+
+
+def evaluate_all(
+    prepared: data_module.PreparedData,
+    test_logits: np.ndarray,
+    temperature: float,
+    threshold: float,
+    block: int,
+    seed: int,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """metrics.json's content, and the probability arrays behind the reliability plot."""
+    samples, split = prepared.samples, prepared.split
+    y_train, y_test = prepared.labels["train"], prepared.labels["test"]
+    probabilities = ev.softmax(test_logits, temperature)
+    uncalibrated = ev.softmax(test_logits)
+    persistence = data_module.persistence_signal(samples)
+    rule = data_module.technical_signal(samples)
+    baselines = baseline_predictions(
+        y_train,
+        (persistence[split.train], persistence[split.test]),
+        (rule[split.train], rule[split.test]),
+        len(y_test),
+    )
+    metrics = score_predictions(
+        y_test, probabilities, uncalibrated, baselines, threshold, block, seed
+    )
     curves = {"LSTM, calibrated": probabilities, "LSTM, before calibration": uncalibrated}
     return metrics, curves
 
 
-def _export(
+@dataclass
+class Fitted:
+    """A trained network, its training history and its temperature."""
+
+    network: Any
+    history: Any
+    temperature: float
+    calibration: dict[str, Any]
+    validation_logits: np.ndarray
+
+
+def fit_and_calibrate(
+    tf_model: Any,
+    lookback: int,
+    n_features: int,
+    data: dict[str, tuple[np.ndarray, np.ndarray]],
+    args: argparse.Namespace,
+    class_weight: dict[int, float] | None,
+    clock: _Clock,
+) -> Fitted:
+    """Train a fresh, seeded LSTM on data["train"] with early stopping on
+    data["validation"] (inputs, labels), then fit its temperature on the validation
+    split. The one training-and-calibration routine of every model AIFX trains."""
+    (x_train, y_train), (x_validation, y_validation) = data["train"], data["validation"]
+    tf_model.make_deterministic(args.seed)
+    network = tf_model.build_model(lookback, n_features, args.units, args.dropout)
+    _say(
+        f"{clock} training: {network.count_params():,} parameters, up to {args.epochs} "
+        f"epochs, batch {args.batch_size}, early stopping patience {args.patience}"
+    )
+    history = tf_model.train(
+        network,
+        x_train,
+        y_train,
+        x_validation,
+        y_validation,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        patience=args.patience,
+        learning_rate=args.learning_rate,
+        class_weight=class_weight,
+        seed=args.seed,
+    )
+    _say(
+        f"{clock} kept epoch {history.best_epoch} of {history.epochs_run} "
+        f"(validation loss {history.best_val_loss:.4f})"
+    )
+    validation_logits = tf_model.logits(network, x_validation)
+    temperature = ev.fit_temperature(validation_logits, y_validation)
+    calibration = {
+        "method": "temperature_scaling",
+        "fitted_on": "validation",
+        "temperature": temperature,
+        "validation_log_loss_before": ev.log_loss(ev.softmax(validation_logits), y_validation),
+        "validation_log_loss_after": ev.log_loss(
+            ev.softmax(validation_logits, temperature), y_validation
+        ),
+    }
+    _say(
+        f"{clock} temperature T = {temperature:.3f}: validation log loss "
+        f"{calibration['validation_log_loss_before']:.4f} → "
+        f"{calibration['validation_log_loss_after']:.4f}"
+    )
+    return Fitted(network, history, temperature, calibration, validation_logits)
+
+
+def export_version(
     tf_model: Any,
     network: Any,
     temperature: float,
     staging: Path,
-    prepared: data_module.PreparedData,
+    test_inputs: np.ndarray,
     clock: _Clock,
 ) -> float:
     """SavedModel (temperature baked in) and model.onnx into `staging`; fails unless the
@@ -282,7 +494,6 @@ def _export(
     onnx_path = staging / ONNX_FILE
     _say(f"{clock} converting to ONNX with tf2onnx (opset {tf_model.ONNX_OPSET})")
     tf_model.convert_to_onnx(staging, onnx_path)
-    test_inputs = prepared.inputs["test"]
     difference = tf_model.onnx_saved_model_difference(staging, onnx_path, test_inputs)
     _say(
         f"{clock} ONNX vs SavedModel on {len(test_inputs)} test inputs: max |diff| {difference:.2e}"
@@ -295,15 +506,69 @@ def _export(
     return difference
 
 
+def training_record(
+    parameters: dict[str, Any],
+    class_weight: dict[int, float] | None,
+    class_weight_reason: str,
+    fitted: Fitted,
+    tf_model: Any,
+    clock: _Clock,
+    difference: float,
+    run_id: str,
+) -> dict[str, Any]:
+    """The metadata's `training` section for the exported network."""
+    history = fitted.history
+    return {
+        **{key: parameters[key] for key in TRAINING_PARAMETERS},
+        "class_weight": {CLASSES[k]: w for k, w in (class_weight or {}).items()},
+        "class_weight_reason": class_weight_reason,
+        "parameters_count": int(fitted.network.count_params()),
+        "epochs_run": history.epochs_run,
+        "best_epoch": history.best_epoch,
+        "best_val_loss": history.best_val_loss,
+        "stopped_early": history.stopped_early,
+        "history": history.epochs,
+        "fit_seconds": history.seconds,
+        "seconds": time.monotonic() - clock.started,
+        "onnx_opset": tf_model.ONNX_OPSET,
+        "onnx_max_abs_diff": difference,
+        "calibration_method": "temperature_scaling",
+        "versions": tf_model.versions(),
+        "run_id": run_id,
+    }
+
+
+def finalise_version(
+    staging: Path,
+    base_path: Path,
+    metadata: ModelMetadata,
+    labels: np.ndarray,
+    curves: dict[str, np.ndarray],
+    title: str,
+    threshold: float,
+) -> Path:
+    """metrics.json, reliability.png, MODEL_CARD.md, then aifx_metadata.json (last: it
+    marks the version complete), then rename the staging folder to
+    <base_path>/<version> in one step. Returns the version folder."""
+    report.write_metrics(staging, metadata.metrics)
+    report.plot_reliability(staging / RELIABILITY_FILE, labels, curves, title, threshold=threshold)
+    report.write_card(staging, metadata)
+    metadata.write(staging)  # last: marks the version complete
+    target = base_path / str(metadata.version)
+    os.rename(staging, target)  # fails if someone else wrote this version meanwhile
+    return target
+
+
 def run(args: argparse.Namespace) -> Path:
+    if args.dataset == ECB_DAILY:
+        from inference.training.walkforward import run_daily
+
+        return run_daily(args)
     settings = get_settings()
     clock = _Clock()
     base_path: Path = args.model_base_path.resolve()
     spec = WindowSpec(lookback=args.lookback, warmup=args.warmup)
-    parameters = {
-        key: (str(value) if isinstance(value, Path) else value)
-        for key, value in sorted(vars(args).items())
-    }
+    parameters = run_parameters(args)
     _say(f"{clock} migrating the inference tables on the configured database")
     runs.migrate(settings)
     version = next_version(base_path)
@@ -334,75 +599,31 @@ def run(args: argparse.Namespace) -> Path:
         _say(f"{clock} importing TensorFlow")
         from inference.training import model as tf_model
 
-        tf_model.make_deterministic(args.seed)
-        network = tf_model.build_model(spec.lookback, len(FEATURE_NAMES), args.units, args.dropout)
-        _say(
-            f"{clock} training: {network.count_params():,} parameters, up to {args.epochs} "
-            f"epochs, batch {args.batch_size}, early stopping patience {args.patience}"
+        fitted = fit_and_calibrate(
+            tf_model,
+            spec.lookback,
+            len(FEATURE_NAMES),
+            {k: (prepared.inputs[k], prepared.labels[k]) for k in ("train", "validation")},
+            args,
+            class_weight,
+            clock,
         )
-        history = tf_model.train(
-            network,
-            prepared.inputs["train"],
-            prepared.labels["train"],
-            prepared.inputs["validation"],
-            prepared.labels["validation"],
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            patience=args.patience,
-            learning_rate=args.learning_rate,
-            class_weight=class_weight,
-            seed=args.seed,
-        )
-        _say(
-            f"{clock} kept epoch {history.best_epoch} of {history.epochs_run} "
-            f"(validation loss {history.best_val_loss:.4f})"
-        )
-
-        validation_logits = tf_model.logits(network, prepared.inputs["validation"])
-        test_logits = tf_model.logits(network, prepared.inputs["test"])
-        temperature = ev.fit_temperature(validation_logits, prepared.labels["validation"])
-        y_validation = prepared.labels["validation"]
-        calibration = {
-            "method": "temperature_scaling",
-            "fitted_on": "validation",
-            "temperature": temperature,
-            "validation_log_loss_before": ev.log_loss(ev.softmax(validation_logits), y_validation),
-            "validation_log_loss_after": ev.log_loss(
-                ev.softmax(validation_logits, temperature), y_validation
-            ),
-        }
-        _say(
-            f"{clock} temperature T = {temperature:.3f}: validation log loss "
-            f"{calibration['validation_log_loss_before']:.4f} → "
-            f"{calibration['validation_log_loss_after']:.4f}"
-        )
+        test_logits = tf_model.logits(fitted.network, prepared.inputs["test"])
+        temperature = fitted.temperature
         metrics, curves = evaluate_all(
             prepared, test_logits, temperature, args.threshold, args.bootstrap_block, args.seed
         )
-        metrics["calibration"] = calibration
+        metrics["calibration"] = fitted.calibration
 
         base_path.mkdir(parents=True, exist_ok=True)
         staging = base_path / f".tmp-{version}-{run_id[:8]}"
-        difference = _export(tf_model, network, temperature, staging, prepared, clock)
-
-        training = {
-            **{key: parameters[key] for key in TRAINING_PARAMETERS},
-            "class_weight": {CLASSES[k]: w for k, w in (class_weight or {}).items()},
-            "class_weight_reason": class_weight_reason,
-            "parameters_count": int(network.count_params()),
-            "epochs_run": history.epochs_run,
-            "best_epoch": history.best_epoch,
-            "best_val_loss": history.best_val_loss,
-            "stopped_early": history.stopped_early,
-            "history": history.epochs,
-            "fit_seconds": history.seconds,
-            "seconds": time.monotonic() - clock.started,
-            "onnx_opset": tf_model.ONNX_OPSET,
-            "onnx_max_abs_diff": difference,
-            "calibration_method": "temperature_scaling",
-            "versions": tf_model.versions(),
-            "run_id": run_id,
-        }
+        difference = export_version(
+            tf_model, fitted.network, temperature, staging, prepared.inputs["test"], clock
+        )
+        training = training_record(
+            parameters, class_weight, class_weight_reason, fitted, tf_model, clock, difference,
+            run_id,
+        )  # fmt: skip
         metadata = ModelMetadata(
             model_name=args.model_name,
             version=version,
@@ -434,35 +655,44 @@ def run(args: argparse.Namespace) -> Path:
             training=training,
             metrics=metrics,
         )
-        report.write_metrics(staging, metrics)
-        report.plot_reliability(
-            staging / RELIABILITY_FILE,
+        target = finalise_version(
+            staging,
+            base_path,
+            metadata,
             prepared.labels["test"],
             curves,
             f"{args.model_name} v{version}: reliability on the test split "
             f"({len(prepared.labels['test'])} samples)",
-            threshold=args.threshold,
+            args.threshold,
         )
-        report.write_card(staging, metadata)
-        metadata.write(staging)  # last: marks the version complete
-        target = base_path / str(version)
-        os.rename(staging, target)  # fails if someone else wrote this version meanwhile
         staging = None
         runs.finish_run(settings, run_id, metrics=metrics)
     except BaseException as exc:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
-        error = (
-            "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
-        )
-        try:
-            runs.finish_run(settings, run_id, error=error)
-        except Exception as record_error:  # the original error matters more
-            print(f"could not record the failure: {record_error}", file=sys.stderr)
+        record_failure(settings, run_id, exc)
         raise
 
     _summarise(target, metadata, clock)
     return target
+
+
+def run_parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's options as recorded in the database (paths as strings)."""
+    return {
+        key: (str(value) if isinstance(value, Path) else value)
+        for key, value in sorted(vars(args).items())
+    }
+
+
+def record_failure(settings: Any, run_id: str, exc: BaseException) -> None:
+    """Mark the run failed with `exc` (a failure to record it is printed, not raised:
+    the original error matters more)."""
+    error = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+    try:
+        runs.finish_run(settings, run_id, error=error)
+    except Exception as record_error:
+        print(f"could not record the failure: {record_error}", file=sys.stderr)
 
 
 def _summarise(target: Path, metadata: ModelMetadata, clock: _Clock) -> None:
@@ -471,7 +701,7 @@ def _summarise(target: Path, metadata: ModelMetadata, clock: _Clock) -> None:
     _say("")
     _say(f"{'test split':<40}{'accuracy':>9}{'bal.acc':>9}{'logloss':>9}{'brier':>8}{'ECE':>8}")
     rows = [("LSTM (calibrated)", m["model"])] + [
-        (report.BASELINE_TITLES.get(name, name), entry) for name, entry in m["baselines"].items()
+        (report.TITLES.get(name, name), entry) for name, entry in m["baselines"].items()
     ]
     for title, entry in rows:
         _say(
