@@ -65,6 +65,16 @@ class ModelMetadata:
     def window(self) -> WindowSpec:
         return WindowSpec(self.lookback, self.warmup, self.feature_set)
 
+    @property
+    def test_start(self) -> str:
+        """When the held-out data that `metrics` scores begins (ISO 8601): the test
+        split's first decision, or for a walk-forward version (the daily model) the first
+        held-out year's, since its metrics pool every held-out year."""
+        folds = self.data.get("folds")
+        if folds:
+            return str(folds[min(folds)]["test"]["first_decision"])
+        return str(self.data["test_start"])
+
     def fitted_scaler(self) -> Scaler:
         return Scaler.from_dict(self.scaler)
 

@@ -113,7 +113,7 @@ class InferenceService(inference_pb2_grpc.InferenceServiceServicer):
             train_time=_timestamp_from_iso(meta.created_at),
             data_start_time=_timestamp_from_iso(meta.data["start"]),
             data_end_time=_timestamp_from_iso(meta.data["end"]),
-            test_start_time=_timestamp_from_iso(meta.data["test_start"]),
+            test_start_time=_timestamp_from_iso(meta.test_start),
             pairs=meta.pairs,
             timeframes=[TIMEFRAME_TO_PROTO[Timeframe(tf)] for tf in meta.timeframes],
             lookback=meta.lookback,

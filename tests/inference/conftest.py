@@ -1,5 +1,6 @@
-"""Fixtures of the inference service tests: the committed model served by our model
-server in process, the inference service in front of it, and real EUR/USD candles."""
+"""Fixtures of the inference service tests: the committed models (hourly and daily)
+served by our model server in process from a model config file, as `make run` serves
+them, the inference service in front of it, and real EUR/USD candles."""
 
 from __future__ import annotations
 
@@ -20,12 +21,14 @@ from common.service_credentials import load_service_token
 from common.settings import REPO_ROOT
 from inference.model_format import ModelMetadata, complete_versions
 from inference.model_server.config import ServerConfig
+from inference.model_server.flags import parse_model_config_file
 from inference.model_server.server import start_model_server
 from inference.server import build
 from tests.infra import make_settings
 
 # The committed model; AIFX_TEST_MODEL_BASE_PATH points the tests at another one.
 MODEL_BASE_PATH = Path(os.environ.get("AIFX_TEST_MODEL_BASE_PATH", REPO_ROOT / "models" / "lstm"))
+DAILY_MODEL_BASE_PATH = REPO_ROOT / "models" / "lstm_daily"
 
 
 @dataclass
@@ -81,22 +84,35 @@ def served_version_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-async def model_server(served_version_dir: Path) -> AsyncIterator[RunningServer]:
-    running, _ = await start_model_server(
-        ServerConfig.single("lstm", served_version_dir.parent), "127.0.0.1", 0
+def model_config_file(served_version_dir: Path, tmp_path_factory) -> Path:
+    """Both committed models, as models/models.config serves them (the hourly one from
+    AIFX_TEST_MODEL_BASE_PATH when set)."""
+    path = tmp_path_factory.mktemp("models") / "models.config"
+    entries = {"lstm": served_version_dir.parent, "lstm_daily": DAILY_MODEL_BASE_PATH}
+    path.write_text(
+        "model_config_list {\n"
+        + "".join(f'  config {{ name: "{n}" base_path: "{b}" }}\n' for n, b in entries.items())
+        + "}\n"
     )
+    return path
+
+
+@pytest.fixture(scope="session")
+async def model_server(model_config_file: Path) -> AsyncIterator[RunningServer]:
+    models = parse_model_config_file(model_config_file)
+    running, _ = await start_model_server(ServerConfig(models=models), "127.0.0.1", 0)
     yield running
     await running.stop(grace=0.2)
 
 
 @pytest.fixture(scope="session")
 async def inference(
-    model_server: RunningServer, served_version_dir: Path, tmp_path_factory
+    model_server: RunningServer, served_version_dir: Path, model_config_file: Path, tmp_path_factory
 ) -> AsyncIterator[InferenceStack]:
     settings = make_settings(
         tmp_path_factory.mktemp("inference"),
         model_server_target=f"127.0.0.1:{model_server.port}",
-        model_base_path=served_version_dir.parent,
+        model_config_file=model_config_file,
     )
     running = await start_server(build(settings), "127.0.0.1", 0)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")

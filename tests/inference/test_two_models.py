@@ -248,3 +248,30 @@ async def test_a_missing_model_costs_only_its_own_series(tmp_path, history, fixi
         )
         assert error.code() == grpc.StatusCode.UNAVAILABLE
         assert "versions of model lstm_daily" in error.details()
+
+
+async def test_the_committed_models_answer_their_own_series(inference, history, fixings):
+    """models/lstm/1 and models/lstm_daily/1 served together, as `make run` serves them."""
+    reply = await inference.stub.PredictBatch(
+        inference_pb2.PredictBatchRequest(
+            requests=[
+                request_for(window(history, 3000)),
+                daily_request(fixings["GBP/USD"].tail(300), "GBP/USD"),
+            ]
+        ),
+        metadata=inference.credential,
+    )
+    assert [(r.model_name, r.model_version) for r in reply.responses] == [
+        ("lstm", "1"),
+        ("lstm_daily", "1"),
+    ]
+    daily = await inference.stub.GetModelInfo(
+        inference_pb2.GetModelInfoRequest(timeframe=market_pb2.TIMEFRAME_D1),
+        metadata=inference.credential,
+    )
+    assert list(daily.feature_names) == list(DAILY_FEATURE_NAMES)
+    assert {"EUR/USD", "GBP/USD", "USD/JPY", "GBP/JPY"} <= set(daily.pairs)
+    assert daily.min_candles == daily.lookback + 100
+    # Its metrics pool the walk-forward's held-out years, which start in 2020.
+    assert daily.test_start_time.ToDatetime().date().isoformat() == "2020-01-02"
+    assert daily.test_count == 24444

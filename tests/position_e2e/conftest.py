@@ -41,6 +41,7 @@ from tests.envoy import envoy_settings, http_client, running_envoy, wait_for_jwk
 from tests.inference.conftest import (  # noqa: F401 (fixtures used by this directory)
     InferenceStack,
     inference,
+    model_config_file,
     model_server,
     served_version_dir,
 )

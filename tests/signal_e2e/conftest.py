@@ -44,6 +44,7 @@ from tests.envoy import (
 from tests.inference.conftest import (  # noqa: F401 (fixtures used by this directory)
     InferenceStack,
     inference,
+    model_config_file,
     model_server,
     served_version_dir,
 )

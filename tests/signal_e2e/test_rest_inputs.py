@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.signal_e2e.conftest import SignalEdge, bearer, error_body, violations
+from tests.signal_e2e.test_signal_rest import check_signal
 
 pytestmark = pytest.mark.e2e
 
@@ -35,9 +36,11 @@ async def test_a_daily_fixing_signal_and_an_hourly_one_both_answer(
     assert daily.status_code == 200, daily.text
     signal = daily.json()["signal"]
     assert (signal["pair"], signal["timeframe"]) == ("GBP/USD", "TIMEFRAME_D1")
+    check_signal(signal)  # from lstm_daily when the model answered
     hourly = await get(http, signal_edge, "/api/v1/trading/signal/EURUSD", timeframe="1h")
     assert hourly.status_code == 200, hourly.text
     assert hourly.json()["signal"]["pair"] == "EUR/USD"
+    check_signal(hourly.json()["signal"])  # from lstm
 
 
 @pytest.mark.parametrize("path_pair", ["EURUSD", "EUR%2FUSD", "eur-usd", "eurusd"])

@@ -66,16 +66,25 @@ def rfc3339(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+# The series this chain produces: the model that predicts each, and its price range over
+# the replayed months (2017-04 to 2018-02).
+SERIES = {
+    ("EUR/USD", "TIMEFRAME_H1"): ("lstm", 1.0, 1.3),
+    ("EUR/USD", "TIMEFRAME_D1"): ("lstm_daily", 1.0, 1.3),
+    ("GBP/USD", "TIMEFRAME_D1"): ("lstm_daily", 1.2, 1.45),
+}
+
+
 def check_signal(signal: dict) -> None:
-    """A complete proto3 JSON signal of the model for EUR/USD 1h."""
+    """A complete proto3 JSON signal of one of the chain's series, from the model that
+    covers its timeframe (or the technical fallback)."""
     assert set(signal) >= SIGNAL_FIELDS, signal
-    assert signal["pair"] == "EUR/USD"
-    assert signal["timeframe"] == "TIMEFRAME_H1"
+    model, low, high = SERIES[(signal["pair"], signal["timeframe"])]
     assert signal["action"] in {"TRADE_ACTION_BUY", "TRADE_ACTION_SELL", "TRADE_ACTION_HOLD"}
     assert 0.0 <= signal["confidence"] <= 1.0
     assert signal["strength"].startswith("SIGNAL_STRENGTH_")
     if signal["source"] == "SIGNAL_SOURCE_MODEL":
-        assert signal["modelName"] == "lstm"
+        assert signal["modelName"] == model
         assert sum(signal["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     else:  # the inference service was slow under the replay's pace: the rules answered
         assert signal["source"] == "SIGNAL_SOURCE_TECHNICAL_FALLBACK", signal
@@ -88,7 +97,7 @@ def check_signal(signal: dict) -> None:
     assert rfc3339(signal["createTime"]) > datetime.now(UTC) - timedelta(minutes=5)
 
     entry = signal["entryPrice"]
-    assert 1.0 < entry < 1.3  # EUR/USD in 2017
+    assert low < entry < high
     if signal["action"] == "TRADE_ACTION_HOLD":
         assert {"stopLoss", "takeProfit", "riskRewardRatio"}.isdisjoint(signal), signal
         return
@@ -253,9 +262,14 @@ async def test_list_signals_filters(signal_edge: SignalEdge, http: httpx.AsyncCl
     assert recent and all(rfc3339(s["createTime"]) >= rfc3339(newest_time) for s in recent)
     assert int(recent[-1]["id"]) == int(newest["signals"][0]["id"])
     assert other_pair == []
-    # Daily signals: of the two daily series this stack produces, both ECB fixings.
+    # Daily signals: of the two daily series this stack produces, both ECB fixings, from
+    # the daily model (the inference service routes 1d series to it).
     assert other_timeframe and {s["pair"] for s in other_timeframe} <= {"EUR/USD", "GBP/USD"}
     assert all(s["timeframe"] == "TIMEFRAME_D1" for s in other_timeframe)
+    daily_model = [s for s in other_timeframe if s["source"] == "SIGNAL_SOURCE_MODEL"]
+    assert len(daily_model) >= 0.9 * len(other_timeframe), other_timeframe
+    for signal in other_timeframe:
+        check_signal(signal)
 
 
 async def test_list_signals_bad_filters_are_400_naming_the_field(

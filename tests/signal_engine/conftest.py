@@ -26,6 +26,7 @@ from signal_svc.repository import SignalRepository
 from tests.inference.conftest import (  # noqa: F401 (fixtures)
     InferenceStack,
     inference,
+    model_config_file,
     model_server,
     served_version_dir,
 )
