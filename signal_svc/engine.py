@@ -109,6 +109,8 @@ class EvaluationFailed:
 
 
 Evaluation = Signal | EvaluationFailed
+# The indicator snapshot and the technical rules' view of a series' last candle.
+Analysis = tuple[dict[str, float | None], technical.TechnicalView]
 
 
 class SignalEngine:
@@ -147,9 +149,17 @@ class SignalEngine:
                 ready.append(index)
         series = [events[index].candles.tail(HISTORY_BARS) for index in ready]
         outcomes = await self._predict(series)
-        for index, candles, outcome in zip(ready, series, outcomes, strict=True):
+        analyses: list[Analysis | None]
+        try:
+            analyses = list(technical.analyse_many(series))
+        except Exception:  # analysed one by one in _signal, where only the bad one fails
+            log.exception("batched indicators failed; analysing series one by one")
+            analyses = [None] * len(series)
+        for index, candles, outcome, analysis in zip(
+            ready, series, outcomes, analyses, strict=True
+        ):
             try:
-                results[index] = self._signal(events[index], candles, outcome)
+                results[index] = self._signal(events[index], candles, outcome, analysis)
             except Exception as error:
                 results[index] = EvaluationFailed(events[index], error)
         return [result for result in results if result is not None]
@@ -159,9 +169,15 @@ class SignalEngine:
             return [InferenceUnavailable("no inference service")] * len(series)
         return await self._inference.predict(series)
 
-    def _signal(self, event: CandleClosed, candles: Candles, outcome: Outcome) -> Signal:
+    def _signal(
+        self,
+        event: CandleClosed,
+        candles: Candles,
+        outcome: Outcome,
+        analysis: Analysis | None,
+    ) -> Signal:
         strategy = self._strategy
-        snap, view = technical.analyse(candles)
+        snap, view = analysis or technical.analyse(candles)
         entry = float(candles.close[-1])
         probabilities: dict[str, float] | None
         if isinstance(outcome, ModelPrediction):

@@ -26,6 +26,7 @@ evenly between buys and sells.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,8 +54,13 @@ def _finite(value: float) -> float | None:
 
 def series(candles: Candles) -> dict[str, np.ndarray]:
     """Every indicator of INDICATOR_NAMES at every candle (NaN where undefined)."""
-    close, high, low = candles.close, candles.high, candles.low
-    if len(close) >= MACD_SLOW:
+    return _columns(candles.close, candles.high, candles.low)
+
+
+def _columns(close: np.ndarray, high: np.ndarray, low: np.ndarray) -> dict[str, np.ndarray]:
+    """INDICATOR_NAMES of one series ([n] arrays) or of a batch of equally long ones
+    ([batch, n]): common.indicators computes along the last axis."""
+    if close.shape[-1] >= MACD_SLOW:
         macd_line, macd_signal, macd_histogram = indicators.macd(close)
     else:  # common.indicators.macd needs at least 26 values (it indexes bar 25)
         macd_line = macd_signal = macd_histogram = np.full(close.shape, np.nan)
@@ -152,3 +158,34 @@ def analyse(candles: Candles) -> tuple[dict[str, float | None], TechnicalView]:
     """The snapshot and the rules' view of the last candle of `candles`."""
     snap = snapshot(candles)
     return snap, evaluate(float(candles.close[-1]), snap)
+
+
+def analyse_many(
+    many: Sequence[Candles],
+) -> list[tuple[dict[str, float | None], TechnicalView]]:
+    """`analyse` of each (non-empty) series, the indicators of equally long ones computed as one
+    batch: their recurrences step through the bars in Python, so one pass over a
+    [series, bars] batch costs about what one series costs (a scan of a dozen series
+    at a common close: ~27 ms one by one, a few ms batched)."""
+    tails = [candles.tail(WARMUP_BARS * 4) for candles in many]
+    snaps: list[dict[str, float | None] | None] = [None] * len(tails)
+    by_length: dict[int, list[int]] = {}
+    for index, candles in enumerate(tails):
+        if len(candles) >= MACD_SLOW:
+            by_length.setdefault(len(candles), []).append(index)
+        else:
+            snaps[index] = snapshot(candles)
+    for members in by_length.values():
+        columns = _columns(
+            *(
+                np.stack([getattr(tails[i], name) for i in members])
+                for name in ("close", "high", "low")
+            )
+        )
+        for row, index in enumerate(members):
+            snaps[index] = {name: _finite(column[row, -1]) for name, column in columns.items()}
+    analyses = []
+    for candles, snap in zip(many, snaps, strict=True):
+        assert snap is not None  # every index is either batched or snapshotted alone
+        analyses.append((snap, evaluate(float(candles.close[-1]), snap)))
+    return analyses

@@ -21,7 +21,7 @@ from signal_svc import technical
 from signal_svc.engine import SignalEngine, combine, levels
 from signal_svc.inference_client import InferenceClient
 from signal_svc.ports import ModelPrediction
-from signal_svc.signals import Action, Source, Strength, strength_of
+from signal_svc.signals import Action, Signal, Source, Strength, strength_of
 from tests.inference.conftest import InferenceStack
 from tests.infra import SteppedClock, free_port, make_settings
 from tests.signal_engine.conftest import inference_client
@@ -330,3 +330,18 @@ async def test_too_short_a_history_holds_instead_of_trading_blind(hours: Candles
     assert signal.indicators["atr_14"] is None
     with pytest.raises(ValueError, match="no candles"):
         await SignalEngine(settings.strategy, None).evaluate(closed(hours, 0))
+
+
+async def test_a_series_the_indicator_batch_cannot_take_fails_alone(settings, hours, monkeypatch):
+    """The scan's indicators are computed as one batch; if that batch fails, every series
+    is analysed alone, so only a series that cannot be analysed lacks its signal."""
+
+    def batch_fails(many):
+        raise FloatingPointError("a batch that cannot be computed")
+
+    monkeypatch.setattr(technical, "analyse_many", batch_fails)
+    engine = SignalEngine(settings.strategy, None)
+    events = [closed(hours, 400), closed(hours, 900)]
+    signals = await engine.evaluate_many(events)
+    assert all(isinstance(s, Signal) for s in signals), signals
+    assert [s.indicators for s in signals] == [technical.snapshot(e.candles) for e in events]

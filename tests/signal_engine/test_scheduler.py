@@ -113,10 +113,10 @@ async def test_a_close_seen_twice_is_stored_and_published_once(signal_db, hours)
 class BrokenOnFourHours(SignalEngine):
     """An engine whose 4h signals cannot be computed (a bug in one series)."""
 
-    def _signal(self, event, candles, outcome):
+    def _signal(self, event, *args):
         if event.timeframe is Timeframe.H4:
             raise RuntimeError("4h is broken")
-        return super()._signal(event, candles, outcome)
+        return super()._signal(event, *args)
 
 
 async def test_a_failing_series_never_stops_the_others(signal_db, hours, four_hours, days) -> None:

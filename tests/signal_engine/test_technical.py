@@ -137,3 +137,17 @@ def test_contradiction_is_only_the_opposite_trade() -> None:
     assert buy.contradicts(Action.SELL) and not buy.contradicts(Action.BUY)
     assert not buy.contradicts(Action.HOLD)
     assert not hold.contradicts(Action.BUY) and not hold.contradicts(Action.SELL)
+
+
+def test_a_batch_is_analysed_as_each_series_alone(hours):
+    """analyse_many (the engine's scan) equals analyse one by one, whatever the mix of
+    lengths: a batch of equal lengths, a lone length, and one too short for MACD."""
+    many = [
+        hours.slice(0, 300),
+        hours.slice(700, 1000),
+        hours.slice(2000, 2300),
+        hours.slice(0, 120),
+        hours.slice(4000, 4020),
+        hours.slice(0, 3000),  # longer than the snapshot's tail: cut like analyse does
+    ]
+    assert technical.analyse_many(many) == [technical.analyse(c) for c in many]
