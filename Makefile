@@ -74,6 +74,7 @@ bench:
 	$(PY) bench/getme_load.py
 	$(PY) bench/model_server_load.py
 	$(PY) bench/inference_load.py
+	$(PY) bench/scan_latency.py
 	$(PY) bench/position_load.py
 
 # `train-setup` always (re)installs; `train` installs only when the requirement files
