@@ -76,16 +76,14 @@ async def wait_for_stack(settings: Settings) -> None:
         f"  REST (Envoy)      {public}/api/v1/...   e.g. curl {public}/api/v1/auth/jwks\n"
         f"  gRPC auth_svc     {host}:{settings.network.auth_port}   "
         f"e.g. grpcurl -plaintext {host}:{settings.network.auth_port} list\n"
-        f"  gRPC signal_svc   {host}:{settings.network.signal_port}   (replaying real EUR/USD "
-        f"history at {settings.market.replay_speed:g}x)\n"
+        f"  gRPC signal_svc   {host}:{settings.network.signal_port}   ({_market(settings)})\n"
         f"  Signals (SSE)     {public}/api/v1/trading/signals:stream?access_token=...\n"
         f"  gRPC position_svc {host}:{settings.network.position_port}   "
         f"positions: {public}/api/v1/positions\n"
         f"  gRPC inference    {host}:{settings.network.inference_port}   (service credential: "
         f"var/service-token)\n"
         f"  Model server      {host}:{settings.network.model_server_port}   "
-        "(TensorFlow Serving API, "
-        f"model {settings.model.model_name})\n"
+        f"(TensorFlow Serving API, {_models(settings)})\n"
         f"  Envoy admin       http://127.0.0.1:{settings.network.envoy_admin_port}\n"
         f"  Metrics           http://{host}:{settings.network.auth_metrics_port}/metrics (auth), "
         f":{settings.network.signal_metrics_port} (signal), "
@@ -109,3 +107,20 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _market(settings: Settings) -> str:
+    """Where signal_svc's prices come from, in the banner's words."""
+    market = settings.market
+    if market.market_data_mode == "live":
+        return f"polling Yahoo Finance every {market.market_data_poll_seconds:g} s"
+    if market.market_data_csv:
+        return f"replaying {market.market_data_csv} at {market.replay_speed:g}x"
+    return f"replaying real EUR/USD hours and the ECB's daily fixings at {market.replay_speed:g}x"
+
+
+def _models(settings: Settings) -> str:
+    model = settings.model
+    if model.model_config_file is not None:
+        return f"every model of {model.model_config_file.name}"
+    return f"model {model.model_name}"
