@@ -25,11 +25,11 @@ import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from common.settings import get_settings
+from common.settings import Settings, get_settings
 from inference.features import FEATURE_NAMES, WindowSpec
 from inference.labels import CLASSES, HOLD
 from inference.model_format import ONNX_FILE, RELIABILITY_FILE, ModelMetadata, next_version
@@ -269,11 +269,11 @@ def _now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _say(message: str) -> None:
+def say(message: str) -> None:
     print(message, flush=True)
 
 
-class _Clock:
+class Clock:
     def __init__(self) -> None:
         self.started = time.monotonic()
 
@@ -281,7 +281,7 @@ class _Clock:
         return f"[{time.monotonic() - self.started:6.1f}s]"
 
 
-def _class_weights(labels: np.ndarray, mode: str) -> tuple[dict[int, float] | None, str]:
+def class_weights(labels: np.ndarray, mode: str) -> tuple[dict[int, float] | None, str]:
     counts = np.bincount(labels, minlength=len(CLASSES))
     ratio = counts.max() / max(counts.min(), 1)
     shares = ", ".join(f"{c} {n / counts.sum():.0%}" for c, n in zip(CLASSES, counts, strict=True))
@@ -430,7 +430,7 @@ def fit_and_calibrate(
     data: dict[str, tuple[np.ndarray, np.ndarray]],
     args: argparse.Namespace,
     class_weight: dict[int, float] | None,
-    clock: _Clock,
+    clock: Clock,
 ) -> Fitted:
     """Train a fresh, seeded LSTM on data["train"] with early stopping on
     data["validation"] (inputs, labels), then fit its temperature on the validation
@@ -438,7 +438,7 @@ def fit_and_calibrate(
     (x_train, y_train), (x_validation, y_validation) = data["train"], data["validation"]
     tf_model.make_deterministic(args.seed)
     network = tf_model.build_model(lookback, n_features, args.units, args.dropout)
-    _say(
+    say(
         f"{clock} training: {network.count_params():,} parameters, up to {args.epochs} "
         f"epochs, batch {args.batch_size}, early stopping patience {args.patience}"
     )
@@ -455,7 +455,7 @@ def fit_and_calibrate(
         class_weight=class_weight,
         seed=args.seed,
     )
-    _say(
+    say(
         f"{clock} kept epoch {history.best_epoch} of {history.epochs_run} "
         f"(validation loss {history.best_val_loss:.4f})"
     )
@@ -470,7 +470,7 @@ def fit_and_calibrate(
             ev.softmax(validation_logits, temperature), y_validation
         ),
     }
-    _say(
+    say(
         f"{clock} temperature T = {temperature:.3f}: validation log loss "
         f"{calibration['validation_log_loss_before']:.4f} → "
         f"{calibration['validation_log_loss_after']:.4f}"
@@ -484,18 +484,18 @@ def export_version(
     temperature: float,
     staging: Path,
     test_inputs: np.ndarray,
-    clock: _Clock,
+    clock: Clock,
 ) -> float:
     """SavedModel (temperature baked in) and model.onnx into `staging`; fails unless the
     two agree within the parity tolerance on the test inputs. Returns the largest
     difference."""
-    _say(f"{clock} exporting SavedModel (TF Serving layout) to {staging.name}/")
+    say(f"{clock} exporting SavedModel (TF Serving layout) to {staging.name}/")
     tf_model.export_saved_model(tf_model.calibrated_model(network, temperature), staging)
     onnx_path = staging / ONNX_FILE
-    _say(f"{clock} converting to ONNX with tf2onnx (opset {tf_model.ONNX_OPSET})")
+    say(f"{clock} converting to ONNX with tf2onnx (opset {tf_model.ONNX_OPSET})")
     tf_model.convert_to_onnx(staging, onnx_path)
     difference = tf_model.onnx_saved_model_difference(staging, onnx_path, test_inputs)
-    _say(
+    say(
         f"{clock} ONNX vs SavedModel on {len(test_inputs)} test inputs: max |diff| {difference:.2e}"
     )
     if not difference <= tf_model.PARITY_TOLERANCE:  # NaN fails too
@@ -512,7 +512,7 @@ def training_record(
     class_weight_reason: str,
     fitted: Fitted,
     tf_model: Any,
-    clock: _Clock,
+    clock: Clock,
     difference: float,
     run_id: str,
 ) -> dict[str, Any]:
@@ -564,39 +564,30 @@ def run(args: argparse.Namespace) -> Path:
         from inference.training.walkforward import run_daily
 
         return run_daily(args)
-    settings = get_settings()
-    clock = _Clock()
-    base_path: Path = args.model_base_path.resolve()
+    settings, clock, base_path, version, run_id = begin_run(args)
     spec = WindowSpec(lookback=args.lookback, warmup=args.warmup)
     parameters = run_parameters(args)
-    _say(f"{clock} migrating the inference tables on the configured database")
-    runs.migrate(settings)
-    version = next_version(base_path)
-    run_id = runs.start_run(
-        settings, model_name=args.model_name, version=version, parameters=parameters
-    )
-    _say(f"{clock} training run {run_id}: {args.model_name} version {version} → {base_path}")
     staging: Path | None = None
     try:
         candles, source = data_module.load_candles(args.pair, args.timeframe, args.max_bars)
         data_start, data_end = data_module.iso(candles.times[0]), data_module.iso(candles.times[-1])
         runs.record_data(settings, run_id, source, int(candles.times[0]), int(candles.times[-1]))
-        _say(f"{clock} data: {source}; using {len(candles)} bars, {data_start} → {data_end}")
+        say(f"{clock} data: {source}; using {len(candles)} bars, {data_start} → {data_end}")
         samples = data_module.build_samples(candles, spec, args.horizon, args.hold_band)
         prepared = data_module.prepare(samples)
         summary = data_module.split_summary(samples, prepared.split)
         for name, part in summary.items():
-            _say(
+            say(
                 f"{clock}   {name:<10} {part['samples']:>5} samples, decisions "
                 f"{part['first_decision']} → {part['last_decision']}"
             )
-        _say(f"{clock}   purge gap {samples.purge_gap} bars at each boundary")
-        class_weight, class_weight_reason = _class_weights(
+        say(f"{clock}   purge gap {samples.purge_gap} bars at each boundary")
+        class_weight, class_weight_reason = class_weights(
             prepared.labels["train"], args.class_weights
         )
-        _say(f"{clock} class weights: {class_weight_reason}")
+        say(f"{clock} class weights: {class_weight_reason}")
 
-        _say(f"{clock} importing TensorFlow")
+        say(f"{clock} importing TensorFlow")
         from inference.training import model as tf_model
 
         fitted = fit_and_calibrate(
@@ -673,8 +664,32 @@ def run(args: argparse.Namespace) -> Path:
         record_failure(settings, run_id, exc)
         raise
 
-    _summarise(target, metadata, clock)
+    summarise(target, metadata, clock)
     return target
+
+
+class RunStart(NamedTuple):
+    settings: Settings
+    clock: Clock
+    base_path: Path
+    version: int
+    run_id: str
+
+
+def begin_run(args: argparse.Namespace) -> RunStart:
+    """The start every training run shares: migrate the inference tables, pick the next
+    version under the base path, and record the run as "running"."""
+    settings = get_settings()
+    clock = Clock()
+    base_path: Path = args.model_base_path.resolve()
+    say(f"{clock} migrating the inference tables on the configured database")
+    runs.migrate(settings)
+    version = next_version(base_path)
+    run_id = runs.start_run(
+        settings, model_name=args.model_name, version=version, parameters=run_parameters(args)
+    )
+    say(f"{clock} training run {run_id}: {args.model_name} version {version} → {base_path}")
+    return RunStart(settings, clock, base_path, version, run_id)
 
 
 def run_parameters(args: argparse.Namespace) -> dict[str, Any]:
@@ -695,25 +710,25 @@ def record_failure(settings: Any, run_id: str, exc: BaseException) -> None:
         print(f"could not record the failure: {record_error}", file=sys.stderr)
 
 
-def _summarise(target: Path, metadata: ModelMetadata, clock: _Clock) -> None:
+def summarise(target: Path, metadata: ModelMetadata, clock: Clock) -> None:
     m = metadata.metrics
-    _say(f"{clock} done: {target}")
-    _say("")
-    _say(f"{'test split':<40}{'accuracy':>9}{'bal.acc':>9}{'logloss':>9}{'brier':>8}{'ECE':>8}")
+    say(f"{clock} done: {target}")
+    say("")
+    say(f"{'test split':<40}{'accuracy':>9}{'bal.acc':>9}{'logloss':>9}{'brier':>8}{'ECE':>8}")
     rows = [("LSTM (calibrated)", m["model"])] + [
         (report.TITLES.get(name, name), entry) for name, entry in m["baselines"].items()
     ]
     for title, entry in rows:
-        _say(
+        say(
             f"{title[:39]:<40}{entry['accuracy']:>9.3f}{entry['balanced_accuracy']:>9.3f}"
             f"{entry['log_loss']:>9.4f}{entry['brier_score']:>8.4f}"
             f"{entry['expected_calibration_error']:>8.4f}"
         )
     t = m["thresholded"]
     accuracy = "n/a" if t["accuracy"] is None else f"{t['accuracy']:.3f}"
-    _say(f"signals with confidence >= {t['threshold']:g}: {t['count']}, accuracy {accuracy}")
+    say(f"signals with confidence >= {t['threshold']:g}: {t['count']}, accuracy {accuracy}")
     for name, comparison in m["comparisons"].items():
-        _say(
+        say(
             f"vs {name}: accuracy {comparison['accuracy']}, log loss {comparison['log_loss']}"
             f" → {'beats it' if comparison['beats'] else 'no demonstrated edge'}"
         )

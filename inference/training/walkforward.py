@@ -34,10 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from common.settings import get_settings
 from inference.features import DAILY_FEATURE_NAMES, Scaler
 from inference.labels import CLASSES
-from inference.model_format import ModelMetadata, next_version
+from inference.model_format import ModelMetadata
 from inference.training import daily, pipeline, runs
 from inference.training import data as data_module
 from inference.training import evaluation as ev
@@ -45,7 +44,7 @@ from inference.training import evaluation as ev
 HELDOUT_FILE = "heldout_predictions.csv"
 HELDOUT_COLUMNS = ("pair", "candle_time", "test_year", "sell", "hold", "buy", "label")
 
-_say = pipeline._say
+say = pipeline.say
 
 
 def _baselines(
@@ -98,7 +97,7 @@ def _pooled_vs_per_pair(
     pooled_fit: pipeline.Fitted,
     pairs: list[str],
     args: argparse.Namespace,
-    clock: pipeline._Clock,
+    clock: pipeline.Clock,
 ) -> dict[str, Any]:
     """On the last fold's split: each pair's own model (own scaler, same settings)
     against the pooled model, by log loss on that pair's validation samples, before and
@@ -113,7 +112,7 @@ def _pooled_vs_per_pair(
         train = fold.train[pooled.pair_index[fold.train] == k]
         in_validation = pooled.pair_index[fold.validation] == k
         validation = fold.validation[in_validation]
-        _say(f"{clock} per-pair model {pair}: {len(train)} train, {len(validation)} validation")
+        say(f"{clock} per-pair model {pair}: {len(train)} train, {len(validation)} validation")
         scaler = Scaler.fit(pooled.features[train])
         own = pipeline.fit_and_calibrate(
             tf_model,
@@ -191,34 +190,25 @@ def _write_heldout(
 
 
 def run_daily(args: argparse.Namespace) -> Path:
-    settings = get_settings()
-    clock = pipeline._Clock()
-    base_path: Path = args.model_base_path.resolve()
+    settings, clock, base_path, version, run_id = pipeline.begin_run(args)
     spec = daily.daily_spec(args.lookback, args.warmup)
     parameters = pipeline.run_parameters(args)
     test_years = sorted(set(args.test_years))
-    _say(f"{clock} migrating the inference tables on the configured database")
-    runs.migrate(settings)
-    version = next_version(base_path)
-    run_id = runs.start_run(
-        settings, model_name=args.model_name, version=version, parameters=parameters
-    )
-    _say(f"{clock} training run {run_id}: {args.model_name} version {version} → {base_path}")
     staging: Path | None = None
     try:
         series, source = daily.load_ecb()
         first = min(int(c.times[0]) for c in series.values())
         last = max(int(c.times[-1]) for c in series.values())
         runs.record_data(settings, run_id, source, first, last)
-        _say(f"{clock} data: {source}; {data_module.iso(first)} → {data_module.iso(last)}")
+        say(f"{clock} data: {source}; {data_module.iso(first)} → {data_module.iso(last)}")
         pooled = daily.build_pooled(series, spec, args.horizon, args.hold_band)
         folds = [daily.walk_forward_fold(pooled, year) for year in test_years]
         block = args.bootstrap_block * len(pooled.pairs)
-        _say(
+        say(
             f"{clock} {len(pooled)} pooled samples of {len(pooled.pairs)} pairs; "
             f"{len(folds)} folds holding out {', '.join(map(str, test_years))}"
         )
-        _say(f"{clock} importing TensorFlow")
+        say(f"{clock} importing TensorFlow")
         from inference.training import model as tf_model
 
         fold_records: list[dict[str, Any]] = []
@@ -231,15 +221,15 @@ def run_daily(args: argparse.Namespace) -> Path:
         final: tuple[Any, ...] = ()
         for fold in folds:
             summary = {k: daily.part_summary(pooled, v) for k, v in fold.parts().items()}
-            _say(f"{clock} fold {fold.test_year}:")
+            say(f"{clock} fold {fold.test_year}:")
             for name, part in summary.items():
-                _say(
+                say(
                     f"{clock}   {name:<10} {part['samples']:>6} samples, decisions "
                     f"{part['first_decision'][:10]} → {part['last_decision'][:10]}, "
                     f"candles {part['first_candle'][:10]} → {part['last_candle'][:10]}"
                 )
             prepared = daily.prepare_fold(pooled, fold)
-            class_weight, class_weight_reason = pipeline._class_weights(
+            class_weight, class_weight_reason = pipeline.class_weights(
                 prepared.labels["train"], args.class_weights
             )
             fitted = pipeline.fit_and_calibrate(
@@ -276,7 +266,7 @@ def run_daily(args: argparse.Namespace) -> Path:
                     "metrics": metrics,
                 }
             )
-            _say(
+            say(
                 f"{clock} {fold.test_year}: model accuracy {metrics['model']['accuracy']:.3f}"
                 f" log loss {metrics['model']['log_loss']:.4f}; beats "
                 + ", ".join(n for n, c in metrics["comparisons"].items() if c["beats"])
@@ -382,5 +372,5 @@ def run_daily(args: argparse.Namespace) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
         pipeline.record_failure(settings, run_id, exc)
         raise
-    pipeline._summarise(target, metadata, clock)
+    pipeline.summarise(target, metadata, clock)
     return target

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,52 +34,15 @@ from inference.model_format import (
     complete_versions,
 )
 from inference.training import runs
-
-TRAIN_PYTHON = REPO_ROOT / ".train-venv" / "bin" / "python"
+from tests.train.training_run import train_tiny
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Settings, str]:
-    if not TRAIN_PYTHON.exists():
-        message = f"{TRAIN_PYTHON} missing: run `make train-setup`"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI is set: the training smoke run must run)")
-        pytest.skip(message)
-    root = tmp_path_factory.mktemp("train")
-    settings = Settings.load(
-        var_dir=root / "var", database_url=f"sqlite+aiosqlite:///{root}/aifx.db"
+    return train_tiny(
+        tmp_path_factory.mktemp("train"),
+        ["--max-bars", "1200", "--epochs", "1", "--units", "8"],
     )
-    env = {
-        **os.environ,
-        "AIFX_VAR_DIR": str(settings.general.var_dir),
-        "AIFX_DATABASE_URL": settings.storage.database_url,
-    }
-    started = time.monotonic()
-    result = subprocess.run(
-        [
-            str(TRAIN_PYTHON),
-            "-m",
-            "inference.training",
-            "--max-bars",
-            "1200",
-            "--epochs",
-            "1",
-            "--units",
-            "8",
-            "--model-base-path",
-            str(root / "models"),
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=540,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-5000:]
-    print(f"training smoke run: {time.monotonic() - started:.1f} s")
-    return root / "models", settings, output
 
 
 pytestmark = pytest.mark.timeout(600)
