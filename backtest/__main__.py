@@ -47,6 +47,11 @@ def version_dir(path: Path) -> Path:
 
 async def run(directory: Path, threshold: float | None) -> dict[str, Any]:
     metadata = ModelMetadata.read(directory)
+    if not (directory / HELDOUT_FILE).is_file():
+        raise SystemExit(
+            f"{directory} has no {HELDOUT_FILE}: the backtest replays a walk-forward "
+            'version\'s held-out predictions (make train ARGS="--dataset ecb-daily")'
+        )
     recorded, years_of = load_recorded(directory / HELDOUT_FILE)
     years = sorted(set(years_of.values()))
     chosen = metadata.metrics["thresholded"]["threshold"] if threshold is None else threshold
@@ -139,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         "threshold from its metrics.json)",
     )
     args = parser.parse_args(argv)
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        parser.error(f"--threshold is a confidence from 0 to 1, got {args.threshold:g}")
     # The engine logs every signal at info; tens of thousands of them say nothing here.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     directory = version_dir(args.model_dir)
