@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import structlog
 
 from backtest.__main__ import HELDOUT_FILE, main
 from common.settings import REPO_ROOT
@@ -17,6 +18,15 @@ from inference.model_format import CARD_FILE, METADATA_FILE, METRICS_FILE
 
 DAILY = REPO_ROOT / "models" / "lstm_daily" / "1"
 PAIRS = ["EUR/USD", "USD/JPY"]
+
+
+@pytest.fixture(autouse=True)
+def logging_restored():
+    """main() quiets structlog process-wide, as a command should; the tests after these
+    run in the same process and log at their own levels."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture
