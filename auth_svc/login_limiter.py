@@ -1,4 +1,5 @@
-"""Failed-login rate limits per identifier and per client address, with `limits`.
+"""Rate limits on failures, with `limits`: failed logins per identifier and per client
+address, failed Discord link codes per Discord user.
 
 Only failures count, so a user who types their password right is never slowed by
 someone else hammering their name from elsewhere more than the per-identifier limit.
@@ -25,10 +26,15 @@ from common.settings import LoginSettings, StorageSettings
 T = TypeVar("T")
 
 
-class LoginLimiter:
-    def __init__(self, logins: LoginSettings, storage: StorageSettings) -> None:
-        self._per_identifier = parse(logins.login_failure_limit_per_identifier)
-        self._per_address = parse(logins.login_failure_limit_per_address)
+class FailureLimiter:
+    """Moving-window limits on failures, one bucket per named key (`limits`: bucket name
+    → "5/5minutes"); `what` names the failures in the refusal ("failed logins")."""
+
+    def __init__(
+        self, limits: dict[str, str], what: str, storage: StorageSettings, key_prefix: str
+    ) -> None:
+        self._limits = {name: parse(text) for name, text in limits.items()}
+        self._what = what
         self._memory = MovingWindowRateLimiter(MemoryStorage())
         self._storage: Storage | None = None
         self._shared: MovingWindowRateLimiter | None = None
@@ -41,7 +47,7 @@ class LoginLimiter:
             self._storage = RedisStorage(
                 "async+" + storage.redis_url,
                 implementation="redispy",
-                key_prefix=f"{storage.redis_prefix}login",
+                key_prefix=f"{storage.redis_prefix}{key_prefix}",
                 wrap_exceptions=True,
                 # limits types **options as scalars, but forwards them to redis-py's
                 # client, which takes the Retry object among them.
@@ -49,21 +55,21 @@ class LoginLimiter:
             )
             self._shared = MovingWindowRateLimiter(self._storage)
 
-    def _buckets(self, identifier: str, address: str) -> list[tuple[RateLimitItem, str]]:
-        return [(self._per_identifier, f"id:{identifier}"), (self._per_address, f"ip:{address}")]
+    def _buckets(self, keys: dict[str, str]) -> list[tuple[RateLimitItem, str]]:
+        return [(self._limits[name], f"{name}:{value}") for name, value in keys.items()]
 
-    async def check(self, identifier: str, address: str) -> None:
-        """Raise RateLimited (with the wait) when either bucket is exhausted."""
-        for item, key in self._buckets(identifier, address):
+    async def check(self, **keys: str) -> None:
+        """Raise RateLimited (with the wait) when any bucket is exhausted."""
+        for item, key in self._buckets(keys):
             if not await self._test(item, key):
                 wait = max(1.0, await self._reset_time(item, key) - time.time())
                 raise RateLimited(
-                    f"too many failed logins; try again in {int(wait + 0.999)} s",
+                    f"too many {self._what}; try again in {int(wait + 0.999)} s",
                     retry_after_seconds=wait,
                 )
 
-    async def record_failure(self, identifier: str, address: str) -> None:
-        for item, key in self._buckets(identifier, address):
+    async def record_failure(self, **keys: str) -> None:
+        for item, key in self._buckets(keys):
             await self._hit(item, key)
 
     async def _test(self, item: RateLimitItem, key: str) -> bool:
@@ -83,3 +89,24 @@ class LoginLimiter:
             except self._errors as exc:
                 self._cooldown.trip("rate limit", exc)
         return await op(self._memory)
+
+
+class LoginLimiter:
+    """Failed logins, per identifier and per client address."""
+
+    def __init__(self, logins: LoginSettings, storage: StorageSettings) -> None:
+        self._limiter = FailureLimiter(
+            {
+                "id": logins.login_failure_limit_per_identifier,
+                "ip": logins.login_failure_limit_per_address,
+            },
+            "failed logins",
+            storage,
+            "login",
+        )
+
+    async def check(self, identifier: str, address: str) -> None:
+        await self._limiter.check(id=identifier, ip=address)
+
+    async def record_failure(self, identifier: str, address: str) -> None:
+        await self._limiter.record_failure(id=identifier, ip=address)

@@ -59,3 +59,31 @@ class RefreshTokenRow(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class DiscordLinkRow(Base):
+    """The Discord account linked to a user: at most one per user, and a Discord account
+    links to at most one user."""
+
+    __tablename__ = "auth_discord_links"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("auth_users.id", ondelete="CASCADE"), primary_key=True
+    )
+    discord_user_id: Mapped[str] = mapped_column(String(32), unique=True)
+    discord_username: Mapped[str] = mapped_column(String(64))
+    linked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    dm_reachable: Mapped[bool] = mapped_column(Boolean)
+
+
+class DiscordLinkCodeRow(Base):
+    """A link code, stored only as its SHA-256: single use, valid until `expires_at`."""
+
+    __tablename__ = "auth_discord_link_codes"
+    __table_args__ = (Index("ix_auth_discord_link_codes_user", "user_id"),)
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("auth_users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -6,7 +6,8 @@ import grpc
 
 from aifx.auth.v1 import auth_pb2, auth_pb2_grpc
 from auth_svc.accounts import Accounts
-from auth_svc.login_limiter import LoginLimiter
+from auth_svc.discord_links import FAILED_CODES_LIMIT, DiscordLinks
+from auth_svc.login_limiter import FailureLimiter, LoginLimiter
 from auth_svc.passwords import PasswordHasher
 from auth_svc.service import AuthInternalService, AuthService
 from auth_svc.signing_keys import load_signing_key
@@ -51,14 +52,23 @@ def build(settings: Settings) -> ServiceSpec:
         limiter=LoginLimiter(settings.logins, settings.storage),
         revocations=revocations,
     )
+    links = DiscordLinks(
+        session_factory(engine),
+        FailureLimiter(
+            {"discord": FAILED_CODES_LIMIT},
+            "failed link codes",
+            settings.storage,
+            "discord-link",
+        ),
+    )
     service_token = load_service_token(settings)
 
     def register(server: grpc.aio.Server) -> None:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
-            AuthService(accounts, signing_key, settings.network.trusted_proxies), server
+            AuthService(accounts, links, signing_key, settings.network.trusted_proxies), server
         )
         auth_pb2_grpc.add_AuthInternalServiceServicer_to_server(
-            AuthInternalService(accounts, service_token), server
+            AuthInternalService(accounts, links, service_token), server
         )
 
     async def release() -> None:

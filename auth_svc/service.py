@@ -6,6 +6,7 @@ import grpc
 
 from aifx.auth.v1 import auth_pb2, auth_pb2_grpc
 from auth_svc.accounts import PREFERENCE_FIELDS, Accounts, Preferences, SignedIn, User
+from auth_svc.discord_links import DiscordLink, DiscordLinks
 from auth_svc.signing_keys import SigningKey
 from auth_svc.tokens import IssuedTokens
 from auth_svc.validation import PreferencesInput
@@ -20,6 +21,15 @@ def user_message(user: User) -> auth_pb2.User:
         email=user.email,
         username=user.username,
         create_time=timestamp(user.created_at),
+    )
+
+
+def discord_message(link: DiscordLink) -> auth_pb2.DiscordLink:
+    return auth_pb2.DiscordLink(
+        discord_user_id=link.discord_user_id,
+        discord_username=link.discord_username,
+        link_time=timestamp(link.linked_at),
+        dm_reachable=link.dm_reachable,
     )
 
 
@@ -63,9 +73,14 @@ def preferences_input(message: auth_pb2.Preferences) -> PreferencesInput:
 
 class AuthService(auth_pb2_grpc.AuthServiceServicer):
     def __init__(
-        self, accounts: Accounts, signing_key: SigningKey, trusted_proxies: list[str]
+        self,
+        accounts: Accounts,
+        links: DiscordLinks,
+        signing_key: SigningKey,
+        trusted_proxies: list[str],
     ) -> None:
         self._accounts = accounts
+        self._links = links
         self._signing_key = signing_key
         self._trusted_proxies = trusted_proxies
 
@@ -109,9 +124,27 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.GetMeRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.GetMeResponse:
         claims = await self._caller(context)
+        user = await self._accounts.get_user(claims.subject)
+        link = await self._links.for_user(user.id)
         return auth_pb2.GetMeResponse(
-            user=user_message(await self._accounts.get_user(claims.subject))
+            user=user_message(user), discord=discord_message(link) if link else None
         )
+
+    async def CreateDiscordLinkCode(  # noqa: N802
+        self, request: auth_pb2.CreateDiscordLinkCodeRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.CreateDiscordLinkCodeResponse:
+        claims = await self._caller(context)
+        code = await self._links.create_code((await self._accounts.get_user(claims.subject)).id)
+        return auth_pb2.CreateDiscordLinkCodeResponse(
+            code=code.code, expire_time=timestamp(code.expires_at), instructions=code.instructions
+        )
+
+    async def UnlinkDiscord(  # noqa: N802
+        self, request: auth_pb2.UnlinkDiscordRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.UnlinkDiscordResponse:
+        claims = await self._caller(context)
+        await self._links.unlink_user(claims.subject)
+        return auth_pb2.UnlinkDiscordResponse()
 
     async def GetPreferences(  # noqa: N802
         self, request: auth_pb2.GetPreferencesRequest, context: grpc.aio.ServicerContext
@@ -140,8 +173,9 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
 
 
 class AuthInternalService(auth_pb2_grpc.AuthInternalServiceServicer):
-    def __init__(self, accounts: Accounts, service_token: str) -> None:
+    def __init__(self, accounts: Accounts, links: DiscordLinks, service_token: str) -> None:
         self._accounts = accounts
+        self._links = links
         self._service_token = service_token
 
     async def GetUserPreferences(  # noqa: N802
@@ -153,3 +187,43 @@ class AuthInternalService(auth_pb2_grpc.AuthInternalServiceServicer):
         return auth_pb2.GetUserPreferencesResponse(
             user=user_message(user), preferences=preferences_message(preferences)
         )
+
+    async def LinkDiscordAccount(  # noqa: N802
+        self, request: auth_pb2.LinkDiscordAccountRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.LinkDiscordAccountResponse:
+        require_service_token(context, self._service_token)
+        link = await self._links.link(
+            request.code, request.discord_user_id, request.discord_username
+        )
+        user = await self._accounts.get_user(link.user_id)
+        return auth_pb2.LinkDiscordAccountResponse(
+            user=user_message(user), discord=discord_message(link)
+        )
+
+    async def UnlinkDiscordAccount(  # noqa: N802
+        self, request: auth_pb2.UnlinkDiscordAccountRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.UnlinkDiscordAccountResponse:
+        require_service_token(context, self._service_token)
+        link = await self._links.unlink_discord(request.discord_user_id)
+        user = await self._accounts.get_user(link.user_id)
+        return auth_pb2.UnlinkDiscordAccountResponse(user=user_message(user))
+
+    async def GetUserByDiscordId(  # noqa: N802
+        self, request: auth_pb2.GetUserByDiscordIdRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.GetUserByDiscordIdResponse:
+        require_service_token(context, self._service_token)
+        link = await self._links.by_discord_id(request.discord_user_id)
+        user = await self._accounts.get_user(link.user_id)
+        preferences = await self._accounts.get_preferences(user.id)
+        return auth_pb2.GetUserByDiscordIdResponse(
+            user=user_message(user),
+            preferences=preferences_message(preferences),
+            discord=discord_message(link),
+        )
+
+    async def SetDiscordDmReachable(  # noqa: N802
+        self, request: auth_pb2.SetDiscordDmReachableRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.SetDiscordDmReachableResponse:
+        require_service_token(context, self._service_token)
+        link = await self._links.set_dm_reachable(request.discord_user_id, request.dm_reachable)
+        return auth_pb2.SetDiscordDmReachableResponse(discord=discord_message(link))

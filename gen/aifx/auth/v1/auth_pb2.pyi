@@ -22,6 +22,294 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class DiscordLink(_message.Message):
+    """A user's linked Discord account."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISCORD_USER_ID_FIELD_NUMBER: _builtins.int
+    DISCORD_USERNAME_FIELD_NUMBER: _builtins.int
+    LINK_TIME_FIELD_NUMBER: _builtins.int
+    DM_REACHABLE_FIELD_NUMBER: _builtins.int
+    discord_user_id: _builtins.str
+    """Discord's user id (a snowflake, as a string)."""
+    discord_username: _builtins.str
+    """The Discord username when the link was made."""
+    dm_reachable: _builtins.bool
+    """False once Discord refused a DM to this user (their DMs are closed); DMs are not
+    attempted again until they use a bot command.
+    """
+    @_builtins.property
+    def link_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        discord_user_id: _builtins.str = ...,
+        discord_username: _builtins.str = ...,
+        link_time: _timestamp_pb2.Timestamp | None = ...,
+        dm_reachable: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["link_time", b"link_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discord_user_id", b"discord_user_id", "discord_username", b"discord_username", "dm_reachable", b"dm_reachable", "link_time", b"link_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiscordLink: _TypeAlias = DiscordLink  # noqa: Y015
+
+@_typing.final
+class CreateDiscordLinkCodeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateDiscordLinkCodeRequest: _TypeAlias = CreateDiscordLinkCodeRequest  # noqa: Y015
+
+@_typing.final
+class CreateDiscordLinkCodeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    INSTRUCTIONS_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """8 characters of A-Z and 2-9 without look-alikes (no 0/O, 1/I/L), e.g. "K7QX2MPD"."""
+    instructions: _builtins.str
+    """What to type in Discord, e.g. "/link K7QX2MPD"."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        instructions: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "expire_time", b"expire_time", "instructions", b"instructions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateDiscordLinkCodeResponse: _TypeAlias = CreateDiscordLinkCodeResponse  # noqa: Y015
+
+@_typing.final
+class UnlinkDiscordRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnlinkDiscordRequest: _TypeAlias = UnlinkDiscordRequest  # noqa: Y015
+
+@_typing.final
+class UnlinkDiscordResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnlinkDiscordResponse: _TypeAlias = UnlinkDiscordResponse  # noqa: Y015
+
+@_typing.final
+class LinkDiscordAccountRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    DISCORD_USER_ID_FIELD_NUMBER: _builtins.int
+    DISCORD_USERNAME_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    discord_user_id: _builtins.str
+    discord_username: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        discord_user_id: _builtins.str = ...,
+        discord_username: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "discord_user_id", b"discord_user_id", "discord_username", b"discord_username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkDiscordAccountRequest: _TypeAlias = LinkDiscordAccountRequest  # noqa: Y015
+
+@_typing.final
+class LinkDiscordAccountResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    DISCORD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___User: ...
+    @_builtins.property
+    def discord(self) -> Global___DiscordLink: ...
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+        discord: Global___DiscordLink | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["discord", b"discord", "user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discord", b"discord", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkDiscordAccountResponse: _TypeAlias = LinkDiscordAccountResponse  # noqa: Y015
+
+@_typing.final
+class UnlinkDiscordAccountRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISCORD_USER_ID_FIELD_NUMBER: _builtins.int
+    discord_user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        discord_user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discord_user_id", b"discord_user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnlinkDiscordAccountRequest: _TypeAlias = UnlinkDiscordAccountRequest  # noqa: Y015
+
+@_typing.final
+class UnlinkDiscordAccountResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___User:
+        """The account that was linked."""
+
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnlinkDiscordAccountResponse: _TypeAlias = UnlinkDiscordAccountResponse  # noqa: Y015
+
+@_typing.final
+class GetUserByDiscordIdRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISCORD_USER_ID_FIELD_NUMBER: _builtins.int
+    discord_user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        discord_user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discord_user_id", b"discord_user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUserByDiscordIdRequest: _TypeAlias = GetUserByDiscordIdRequest  # noqa: Y015
+
+@_typing.final
+class GetUserByDiscordIdResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    PREFERENCES_FIELD_NUMBER: _builtins.int
+    DISCORD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___User: ...
+    @_builtins.property
+    def preferences(self) -> Global___Preferences: ...
+    @_builtins.property
+    def discord(self) -> Global___DiscordLink: ...
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+        preferences: Global___Preferences | None = ...,
+        discord: Global___DiscordLink | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["discord", b"discord", "preferences", b"preferences", "user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discord", b"discord", "preferences", b"preferences", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUserByDiscordIdResponse: _TypeAlias = GetUserByDiscordIdResponse  # noqa: Y015
+
+@_typing.final
+class SetDiscordDmReachableRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISCORD_USER_ID_FIELD_NUMBER: _builtins.int
+    DM_REACHABLE_FIELD_NUMBER: _builtins.int
+    discord_user_id: _builtins.str
+    dm_reachable: _builtins.bool
+    def __init__(
+        self,
+        *,
+        discord_user_id: _builtins.str = ...,
+        dm_reachable: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discord_user_id", b"discord_user_id", "dm_reachable", b"dm_reachable"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetDiscordDmReachableRequest: _TypeAlias = SetDiscordDmReachableRequest  # noqa: Y015
+
+@_typing.final
+class SetDiscordDmReachableResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISCORD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def discord(self) -> Global___DiscordLink: ...
+    def __init__(
+        self,
+        *,
+        discord: Global___DiscordLink | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["discord", b"discord"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discord", b"discord"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetDiscordDmReachableResponse: _TypeAlias = SetDiscordDmReachableResponse  # noqa: Y015
+
+@_typing.final
 class User(_message.Message):
     """A registered account as other users and services may see it. Never carries the
     password hash.
@@ -287,16 +575,22 @@ class GetMeResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_FIELD_NUMBER: _builtins.int
+    DISCORD_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def user(self) -> Global___User: ...
+    @_builtins.property
+    def discord(self) -> Global___DiscordLink:
+        """The linked Discord account; absent when none is linked."""
+
     def __init__(
         self,
         *,
         user: Global___User | None = ...,
+        discord: Global___DiscordLink | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["discord", b"discord", "user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discord", b"discord", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -79,6 +79,16 @@ class AuthServiceStub:
                 request_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.UpdatePreferencesRequest.SerializeToString,
                 response_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.UpdatePreferencesResponse.FromString,
                 _registered_method=True)
+        self.CreateDiscordLinkCode = channel.unary_unary(
+                '/aifx.auth.v1.AuthService/CreateDiscordLinkCode',
+                request_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.CreateDiscordLinkCodeRequest.SerializeToString,
+                response_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.CreateDiscordLinkCodeResponse.FromString,
+                _registered_method=True)
+        self.UnlinkDiscord = channel.unary_unary(
+                '/aifx.auth.v1.AuthService/UnlinkDiscord',
+                request_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.UnlinkDiscordRequest.SerializeToString,
+                response_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.UnlinkDiscordResponse.FromString,
+                _registered_method=True)
         self.GetJwks = channel.unary_unary(
                 '/aifx.auth.v1.AuthService/GetJwks',
                 request_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.GetJwksRequest.SerializeToString,
@@ -151,6 +161,23 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateDiscordLinkCode(self, request, context):
+        """A code that links a Discord account to the signed-in user: send `/link CODE` to the
+        AIFX bot in Discord within 10 minutes. Single use; asking again replaces an unused
+        code. Requires an access token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnlinkDiscord(self, request, context):
+        """Removes the signed-in user's Discord link (DMs stop). NOT_FOUND when there is none.
+        Requires an access token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetJwks(self, request, context):
         """The public keys that verify access tokens, as an RFC 7517 JSON Web Key Set. Public.
         """
@@ -195,6 +222,16 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.UpdatePreferences,
                     request_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.UpdatePreferencesRequest.FromString,
                     response_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.UpdatePreferencesResponse.SerializeToString,
+            ),
+            'CreateDiscordLinkCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDiscordLinkCode,
+                    request_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.CreateDiscordLinkCodeRequest.FromString,
+                    response_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.CreateDiscordLinkCodeResponse.SerializeToString,
+            ),
+            'UnlinkDiscord': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlinkDiscord,
+                    request_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.UnlinkDiscordRequest.FromString,
+                    response_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.UnlinkDiscordResponse.SerializeToString,
             ),
             'GetJwks': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJwks,
@@ -412,6 +449,60 @@ class AuthService:
             _registered_method=True)
 
     @staticmethod
+    def CreateDiscordLinkCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aifx.auth.v1.AuthService/CreateDiscordLinkCode',
+            aifx_dot_auth_dot_v1_dot_auth__pb2.CreateDiscordLinkCodeRequest.SerializeToString,
+            aifx_dot_auth_dot_v1_dot_auth__pb2.CreateDiscordLinkCodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlinkDiscord(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aifx.auth.v1.AuthService/UnlinkDiscord',
+            aifx_dot_auth_dot_v1_dot_auth__pb2.UnlinkDiscordRequest.SerializeToString,
+            aifx_dot_auth_dot_v1_dot_auth__pb2.UnlinkDiscordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetJwks(request,
             target,
             options=(),
@@ -456,6 +547,26 @@ class AuthInternalServiceStub:
                 request_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.GetUserPreferencesRequest.SerializeToString,
                 response_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.GetUserPreferencesResponse.FromString,
                 _registered_method=True)
+        self.LinkDiscordAccount = channel.unary_unary(
+                '/aifx.auth.v1.AuthInternalService/LinkDiscordAccount',
+                request_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.LinkDiscordAccountRequest.SerializeToString,
+                response_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.LinkDiscordAccountResponse.FromString,
+                _registered_method=True)
+        self.UnlinkDiscordAccount = channel.unary_unary(
+                '/aifx.auth.v1.AuthInternalService/UnlinkDiscordAccount',
+                request_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.UnlinkDiscordAccountRequest.SerializeToString,
+                response_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.UnlinkDiscordAccountResponse.FromString,
+                _registered_method=True)
+        self.GetUserByDiscordId = channel.unary_unary(
+                '/aifx.auth.v1.AuthInternalService/GetUserByDiscordId',
+                request_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.GetUserByDiscordIdRequest.SerializeToString,
+                response_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.GetUserByDiscordIdResponse.FromString,
+                _registered_method=True)
+        self.SetDiscordDmReachable = channel.unary_unary(
+                '/aifx.auth.v1.AuthInternalService/SetDiscordDmReachable',
+                request_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.SetDiscordDmReachableRequest.SerializeToString,
+                response_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.SetDiscordDmReachableResponse.FromString,
+                _registered_method=True)
 
 
 class AuthInternalServiceServicer:
@@ -471,6 +582,39 @@ class AuthInternalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LinkDiscordAccount(self, request, context):
+        """Links the Discord user who sent `/link CODE` to the account that created the code.
+        INVALID_ARGUMENT (field `code`) for an unknown, expired or spent code;
+        ALREADY_EXISTS when that Discord account is linked to another AIFX account;
+        RESOURCE_EXHAUSTED with google.rpc.RetryInfo after too many failed codes from one
+        Discord user. A user's earlier link, if any, is replaced.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnlinkDiscordAccount(self, request, context):
+        """Removes the link of a Discord user (`/unlink`). NOT_FOUND when there is none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUserByDiscordId(self, request, context):
+        """The AIFX account, preferences and link of a Discord user. NOT_FOUND when unlinked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetDiscordDmReachable(self, request, context):
+        """Records whether DMs reach a Discord user: false after Discord refused a DM (403,
+        code 50007), true again when they use a command.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthInternalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -478,6 +622,26 @@ def add_AuthInternalServiceServicer_to_server(servicer, server):
                     servicer.GetUserPreferences,
                     request_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.GetUserPreferencesRequest.FromString,
                     response_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.GetUserPreferencesResponse.SerializeToString,
+            ),
+            'LinkDiscordAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.LinkDiscordAccount,
+                    request_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.LinkDiscordAccountRequest.FromString,
+                    response_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.LinkDiscordAccountResponse.SerializeToString,
+            ),
+            'UnlinkDiscordAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlinkDiscordAccount,
+                    request_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.UnlinkDiscordAccountRequest.FromString,
+                    response_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.UnlinkDiscordAccountResponse.SerializeToString,
+            ),
+            'GetUserByDiscordId': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUserByDiscordId,
+                    request_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.GetUserByDiscordIdRequest.FromString,
+                    response_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.GetUserByDiscordIdResponse.SerializeToString,
+            ),
+            'SetDiscordDmReachable': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDiscordDmReachable,
+                    request_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.SetDiscordDmReachableRequest.FromString,
+                    response_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.SetDiscordDmReachableResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -510,6 +674,114 @@ class AuthInternalService:
             '/aifx.auth.v1.AuthInternalService/GetUserPreferences',
             aifx_dot_auth_dot_v1_dot_auth__pb2.GetUserPreferencesRequest.SerializeToString,
             aifx_dot_auth_dot_v1_dot_auth__pb2.GetUserPreferencesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LinkDiscordAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aifx.auth.v1.AuthInternalService/LinkDiscordAccount',
+            aifx_dot_auth_dot_v1_dot_auth__pb2.LinkDiscordAccountRequest.SerializeToString,
+            aifx_dot_auth_dot_v1_dot_auth__pb2.LinkDiscordAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlinkDiscordAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aifx.auth.v1.AuthInternalService/UnlinkDiscordAccount',
+            aifx_dot_auth_dot_v1_dot_auth__pb2.UnlinkDiscordAccountRequest.SerializeToString,
+            aifx_dot_auth_dot_v1_dot_auth__pb2.UnlinkDiscordAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUserByDiscordId(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aifx.auth.v1.AuthInternalService/GetUserByDiscordId',
+            aifx_dot_auth_dot_v1_dot_auth__pb2.GetUserByDiscordIdRequest.SerializeToString,
+            aifx_dot_auth_dot_v1_dot_auth__pb2.GetUserByDiscordIdResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDiscordDmReachable(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aifx.auth.v1.AuthInternalService/SetDiscordDmReachable',
+            aifx_dot_auth_dot_v1_dot_auth__pb2.SetDiscordDmReachableRequest.SerializeToString,
+            aifx_dot_auth_dot_v1_dot_auth__pb2.SetDiscordDmReachableResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -63,6 +63,15 @@ class AuthServiceStub:
     """Changes the fields named in `update_mask`; without a mask, the fields present in
     the request (AIP-134). Requires an access token.
     """
+    CreateDiscordLinkCode: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CreateDiscordLinkCodeRequest, _auth_pb2.CreateDiscordLinkCodeResponse]
+    """A code that links a Discord account to the signed-in user: send `/link CODE` to the
+    AIFX bot in Discord within 10 minutes. Single use; asking again replaces an unused
+    code. Requires an access token.
+    """
+    UnlinkDiscord: _grpc.UnaryUnaryMultiCallable[_auth_pb2.UnlinkDiscordRequest, _auth_pb2.UnlinkDiscordResponse]
+    """Removes the signed-in user's Discord link (DMs stop). NOT_FOUND when there is none.
+    Requires an access token.
+    """
     GetJwks: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _auth_pb2.GetJwksResponse]
     """The public keys that verify access tokens, as an RFC 7517 JSON Web Key Set. Public."""
 
@@ -100,6 +109,15 @@ class AuthServiceAsyncStub(AuthServiceStub):
     UpdatePreferences: _aio.UnaryUnaryMultiCallable[_auth_pb2.UpdatePreferencesRequest, _auth_pb2.UpdatePreferencesResponse]  # type: ignore[assignment]
     """Changes the fields named in `update_mask`; without a mask, the fields present in
     the request (AIP-134). Requires an access token.
+    """
+    CreateDiscordLinkCode: _aio.UnaryUnaryMultiCallable[_auth_pb2.CreateDiscordLinkCodeRequest, _auth_pb2.CreateDiscordLinkCodeResponse]  # type: ignore[assignment]
+    """A code that links a Discord account to the signed-in user: send `/link CODE` to the
+    AIFX bot in Discord within 10 minutes. Single use; asking again replaces an unused
+    code. Requires an access token.
+    """
+    UnlinkDiscord: _aio.UnaryUnaryMultiCallable[_auth_pb2.UnlinkDiscordRequest, _auth_pb2.UnlinkDiscordResponse]  # type: ignore[assignment]
+    """Removes the signed-in user's Discord link (DMs stop). NOT_FOUND when there is none.
+    Requires an access token.
     """
     GetJwks: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _auth_pb2.GetJwksResponse]  # type: ignore[assignment]
     """The public keys that verify access tokens, as an RFC 7517 JSON Web Key Set. Public."""
@@ -180,6 +198,27 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def CreateDiscordLinkCode(
+        self,
+        request: _auth_pb2.CreateDiscordLinkCodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.CreateDiscordLinkCodeResponse, _abc.Awaitable[_auth_pb2.CreateDiscordLinkCodeResponse]]:
+        """A code that links a Discord account to the signed-in user: send `/link CODE` to the
+        AIFX bot in Discord within 10 minutes. Single use; asking again replaces an unused
+        code. Requires an access token.
+        """
+
+    @_abc_1.abstractmethod
+    def UnlinkDiscord(
+        self,
+        request: _auth_pb2.UnlinkDiscordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.UnlinkDiscordResponse, _abc.Awaitable[_auth_pb2.UnlinkDiscordResponse]]:
+        """Removes the signed-in user's Discord link (DMs stop). NOT_FOUND when there is none.
+        Requires an access token.
+        """
+
+    @_abc_1.abstractmethod
     def GetJwks(
         self,
         request: _auth_pb2.GetJwksRequest,
@@ -201,6 +240,21 @@ class AuthInternalServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AuthInternalServiceAsyncStub: ...
     GetUserPreferences: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetUserPreferencesRequest, _auth_pb2.GetUserPreferencesResponse]
     """One user's profile and preferences."""
+    LinkDiscordAccount: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LinkDiscordAccountRequest, _auth_pb2.LinkDiscordAccountResponse]
+    """Links the Discord user who sent `/link CODE` to the account that created the code.
+    INVALID_ARGUMENT (field `code`) for an unknown, expired or spent code;
+    ALREADY_EXISTS when that Discord account is linked to another AIFX account;
+    RESOURCE_EXHAUSTED with google.rpc.RetryInfo after too many failed codes from one
+    Discord user. A user's earlier link, if any, is replaced.
+    """
+    UnlinkDiscordAccount: _grpc.UnaryUnaryMultiCallable[_auth_pb2.UnlinkDiscordAccountRequest, _auth_pb2.UnlinkDiscordAccountResponse]
+    """Removes the link of a Discord user (`/unlink`). NOT_FOUND when there is none."""
+    GetUserByDiscordId: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetUserByDiscordIdRequest, _auth_pb2.GetUserByDiscordIdResponse]
+    """The AIFX account, preferences and link of a Discord user. NOT_FOUND when unlinked."""
+    SetDiscordDmReachable: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SetDiscordDmReachableRequest, _auth_pb2.SetDiscordDmReachableResponse]
+    """Records whether DMs reach a Discord user: false after Discord refused a DM (403,
+    code 50007), true again when they use a command.
+    """
 
 @_typing.type_check_only
 class AuthInternalServiceAsyncStub(AuthInternalServiceStub):
@@ -212,6 +266,21 @@ class AuthInternalServiceAsyncStub(AuthInternalServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetUserPreferences: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetUserPreferencesRequest, _auth_pb2.GetUserPreferencesResponse]  # type: ignore[assignment]
     """One user's profile and preferences."""
+    LinkDiscordAccount: _aio.UnaryUnaryMultiCallable[_auth_pb2.LinkDiscordAccountRequest, _auth_pb2.LinkDiscordAccountResponse]  # type: ignore[assignment]
+    """Links the Discord user who sent `/link CODE` to the account that created the code.
+    INVALID_ARGUMENT (field `code`) for an unknown, expired or spent code;
+    ALREADY_EXISTS when that Discord account is linked to another AIFX account;
+    RESOURCE_EXHAUSTED with google.rpc.RetryInfo after too many failed codes from one
+    Discord user. A user's earlier link, if any, is replaced.
+    """
+    UnlinkDiscordAccount: _aio.UnaryUnaryMultiCallable[_auth_pb2.UnlinkDiscordAccountRequest, _auth_pb2.UnlinkDiscordAccountResponse]  # type: ignore[assignment]
+    """Removes the link of a Discord user (`/unlink`). NOT_FOUND when there is none."""
+    GetUserByDiscordId: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetUserByDiscordIdRequest, _auth_pb2.GetUserByDiscordIdResponse]  # type: ignore[assignment]
+    """The AIFX account, preferences and link of a Discord user. NOT_FOUND when unlinked."""
+    SetDiscordDmReachable: _aio.UnaryUnaryMultiCallable[_auth_pb2.SetDiscordDmReachableRequest, _auth_pb2.SetDiscordDmReachableResponse]  # type: ignore[assignment]
+    """Records whether DMs reach a Discord user: false after Discord refused a DM (403,
+    code 50007), true again when they use a command.
+    """
 
 class AuthInternalServiceServicer(metaclass=_abc_1.ABCMeta):
     """Service-to-service calls (the notifier and signal fan-out look up who wants what).
@@ -226,5 +295,44 @@ class AuthInternalServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.GetUserPreferencesResponse, _abc.Awaitable[_auth_pb2.GetUserPreferencesResponse]]:
         """One user's profile and preferences."""
+
+    @_abc_1.abstractmethod
+    def LinkDiscordAccount(
+        self,
+        request: _auth_pb2.LinkDiscordAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.LinkDiscordAccountResponse, _abc.Awaitable[_auth_pb2.LinkDiscordAccountResponse]]:
+        """Links the Discord user who sent `/link CODE` to the account that created the code.
+        INVALID_ARGUMENT (field `code`) for an unknown, expired or spent code;
+        ALREADY_EXISTS when that Discord account is linked to another AIFX account;
+        RESOURCE_EXHAUSTED with google.rpc.RetryInfo after too many failed codes from one
+        Discord user. A user's earlier link, if any, is replaced.
+        """
+
+    @_abc_1.abstractmethod
+    def UnlinkDiscordAccount(
+        self,
+        request: _auth_pb2.UnlinkDiscordAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.UnlinkDiscordAccountResponse, _abc.Awaitable[_auth_pb2.UnlinkDiscordAccountResponse]]:
+        """Removes the link of a Discord user (`/unlink`). NOT_FOUND when there is none."""
+
+    @_abc_1.abstractmethod
+    def GetUserByDiscordId(
+        self,
+        request: _auth_pb2.GetUserByDiscordIdRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.GetUserByDiscordIdResponse, _abc.Awaitable[_auth_pb2.GetUserByDiscordIdResponse]]:
+        """The AIFX account, preferences and link of a Discord user. NOT_FOUND when unlinked."""
+
+    @_abc_1.abstractmethod
+    def SetDiscordDmReachable(
+        self,
+        request: _auth_pb2.SetDiscordDmReachableRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.SetDiscordDmReachableResponse, _abc.Awaitable[_auth_pb2.SetDiscordDmReachableResponse]]:
+        """Records whether DMs reach a Discord user: false after Discord refused a DM (403,
+        code 50007), true again when they use a command.
+        """
 
 def add_AuthInternalServiceServicer_to_server(servicer: AuthInternalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

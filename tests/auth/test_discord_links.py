@@ -1,0 +1,238 @@
+"""Discord account linking over gRPC, on both backends: the code the web creates, the
+notifier's link / unlink / lookup / reachability with the service credential, and every
+refusal (unknown, expired, spent and guessed codes; a Discord account linked elsewhere;
+calls without a token or the credential)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from sqlalchemy import update
+
+from aifx.auth.v1 import auth_pb2, auth_pb2_grpc
+from auth_svc.discord_links import CODE_ALPHABET, CODE_LENGTH
+from auth_svc.models import DiscordLinkCodeRow
+from common.db import create_engine
+from common.service_credentials import load_service_token
+from common.time import utcnow
+from tests.auth.test_auth_rpcs import bearer, detail, register, rpc_error, stub, violated_fields
+
+DISCORD_ID = "123456789012345678"
+
+
+def internal(stack) -> auth_pb2_grpc.AuthInternalServiceStub:
+    return auth_pb2_grpc.AuthInternalServiceStub(stack.channel)
+
+
+def credential(stack) -> tuple[tuple[str, str], ...]:
+    return (("x-aifx-service-token", load_service_token(stack.settings)),)
+
+
+async def new_code(stack, token: str) -> auth_pb2.CreateDiscordLinkCodeResponse:
+    return await stub(stack).CreateDiscordLinkCode(
+        auth_pb2.CreateDiscordLinkCodeRequest(), metadata=bearer(token)
+    )
+
+
+async def link(stack, code: str, discord_id: str = DISCORD_ID, name: str = "trader#1"):
+    return await internal(stack).LinkDiscordAccount(
+        auth_pb2.LinkDiscordAccountRequest(
+            code=code, discord_user_id=discord_id, discord_username=name
+        ),
+        metadata=credential(stack),
+    )
+
+
+def unique_discord_id() -> str:
+    import random
+
+    return str(random.randrange(10**17, 10**18))
+
+
+async def test_a_code_links_the_discord_account_and_getme_shows_it(auth):
+    signed_in = await register(auth)
+    token = signed_in.tokens.access_token
+    code = await new_code(auth, token)
+    assert len(code.code) == CODE_LENGTH and set(code.code) <= set(CODE_ALPHABET)
+    assert code.instructions == f"/link {code.code}"
+    remaining = code.expire_time.ToDatetime() - utcnow().replace(tzinfo=None)
+    assert timedelta(minutes=9) < remaining <= timedelta(minutes=10)
+
+    discord_id = unique_discord_id()
+    # Typed as a user might: lower case, with a space.
+    linked = await link(auth, f"{code.code[:4].lower()} {code.code[4:]}", discord_id)
+    assert linked.user.id == signed_in.user.id
+    assert (linked.discord.discord_user_id, linked.discord.dm_reachable) == (discord_id, True)
+
+    me = await stub(auth).GetMe(auth_pb2.GetMeRequest(), metadata=bearer(token))
+    assert me.discord.discord_user_id == discord_id and me.discord.discord_username == "trader#1"
+    found = await internal(auth).GetUserByDiscordId(
+        auth_pb2.GetUserByDiscordIdRequest(discord_user_id=discord_id), metadata=credential(auth)
+    )
+    assert found.user.id == signed_in.user.id and list(found.preferences.pairs) == ["EUR/USD"]
+
+
+async def test_dm_reachability_is_recorded_and_shown(auth):
+    signed_in = await register(auth)
+    discord_id = unique_discord_id()
+    await link(auth, (await new_code(auth, signed_in.tokens.access_token)).code, discord_id)
+    for reachable in (False, True, False):
+        reply = await internal(auth).SetDiscordDmReachable(
+            auth_pb2.SetDiscordDmReachableRequest(
+                discord_user_id=discord_id, dm_reachable=reachable
+            ),
+            metadata=credential(auth),
+        )
+        assert reply.discord.dm_reachable is reachable
+    me = await stub(auth).GetMe(
+        auth_pb2.GetMeRequest(), metadata=bearer(signed_in.tokens.access_token)
+    )
+    assert me.discord.dm_reachable is False
+
+
+async def test_a_code_is_single_use_and_a_new_one_voids_the_old(auth):
+    token = (await register(auth)).tokens.access_token
+    first = await new_code(auth, token)
+    second = await new_code(auth, token)
+    voided = await rpc_error(link(auth, first.code, unique_discord_id()))
+    assert voided.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (
+        "unknown code"
+        in detail(voided, error_details_pb2.BadRequest).field_violations[0].description
+    )
+    await link(auth, second.code, unique_discord_id())
+    spent = await rpc_error(link(auth, second.code, unique_discord_id()))
+    assert violated_fields(spent) == ["code"]
+    assert "already used" in spent.details()
+
+
+async def test_concurrent_links_with_one_code_let_exactly_one_through(auth):
+    token = (await register(auth)).tokens.access_token
+    code = (await new_code(auth, token)).code
+    results = await asyncio.gather(
+        *(link(auth, code, unique_discord_id()) for _ in range(5)), return_exceptions=True
+    )
+    assert sum(not isinstance(r, Exception) for r in results) == 1
+    assert all(
+        r.code() == grpc.StatusCode.INVALID_ARGUMENT for r in results if isinstance(r, Exception)
+    )
+
+
+async def test_an_expired_code_is_refused(auth):
+    token = (await register(auth)).tokens.access_token
+    code = await new_code(auth, token)
+    engine = create_engine(auth.settings)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                update(DiscordLinkCodeRow)
+                .where(DiscordLinkCodeRow.used_at.is_(None))
+                .where(DiscordLinkCodeRow.expires_at > utcnow())
+                .values(expires_at=utcnow() - timedelta(seconds=1))
+            )
+    finally:
+        await engine.dispose()
+    error = await rpc_error(link(auth, code.code, unique_discord_id()))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "expired" in error.details()
+
+
+async def test_guessing_codes_is_rate_limited_per_discord_user(auth):
+    guesser = unique_discord_id()
+    for _ in range(5):
+        error = await rpc_error(link(auth, "AAAAAAAA", guesser))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    limited = await rpc_error(link(auth, "BBBBBBBB", guesser))
+    assert limited.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "too many failed link codes" in limited.details()
+    assert detail(limited, error_details_pb2.RetryInfo).retry_delay.seconds > 0
+    # Even the right code waits: a guesser cannot tell a hit from the limit.
+    token = (await register(auth)).tokens.access_token
+    right = await new_code(auth, token)
+    assert (await rpc_error(link(auth, right.code, guesser))).code() == (
+        grpc.StatusCode.RESOURCE_EXHAUSTED
+    )
+    # Another Discord user is not held back.
+    await link(auth, right.code, unique_discord_id())
+
+
+async def test_a_discord_account_links_to_one_aifx_account(auth):
+    discord_id = unique_discord_id()
+    first = await register(auth)
+    await link(auth, (await new_code(auth, first.tokens.access_token)).code, discord_id)
+    other = await register(auth)
+    taken = await rpc_error(
+        link(auth, (await new_code(auth, other.tokens.access_token)).code, discord_id)
+    )
+    assert taken.code() == grpc.StatusCode.ALREADY_EXISTS and "/unlink" in taken.details()
+    # The same user linking another Discord account replaces the link.
+    newer = unique_discord_id()
+    await link(auth, (await new_code(auth, first.tokens.access_token)).code, newer)
+    me = await stub(auth).GetMe(auth_pb2.GetMeRequest(), metadata=bearer(first.tokens.access_token))
+    assert me.discord.discord_user_id == newer
+
+
+async def test_unlink_from_discord_and_from_the_web(auth):
+    signed_in = await register(auth)
+    token = signed_in.tokens.access_token
+    discord_id = unique_discord_id()
+    await link(auth, (await new_code(auth, token)).code, discord_id)
+    unlinked = await internal(auth).UnlinkDiscordAccount(
+        auth_pb2.UnlinkDiscordAccountRequest(discord_user_id=discord_id),
+        metadata=credential(auth),
+    )
+    assert unlinked.user.id == signed_in.user.id
+    me = await stub(auth).GetMe(auth_pb2.GetMeRequest(), metadata=bearer(token))
+    assert not me.HasField("discord")
+    lookup = await rpc_error(
+        internal(auth).GetUserByDiscordId(
+            auth_pb2.GetUserByDiscordIdRequest(discord_user_id=discord_id),
+            metadata=credential(auth),
+        )
+    )
+    assert lookup.code() == grpc.StatusCode.NOT_FOUND and "/link" in lookup.details()
+
+    await link(auth, (await new_code(auth, token)).code, discord_id)
+    await stub(auth).UnlinkDiscord(auth_pb2.UnlinkDiscordRequest(), metadata=bearer(token))
+    again = await rpc_error(
+        stub(auth).UnlinkDiscord(auth_pb2.UnlinkDiscordRequest(), metadata=bearer(token))
+    )
+    assert again.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (auth_pb2.LinkDiscordAccountRequest(discord_user_id=DISCORD_ID), "code"),
+        (auth_pb2.LinkDiscordAccountRequest(code="ABCDEFGH"), "discord_user_id"),
+        (
+            auth_pb2.LinkDiscordAccountRequest(code="ABCDEFGH", discord_user_id="me"),
+            "discord_user_id",
+        ),
+    ],
+)
+async def test_link_requests_name_the_bad_field(auth, request_, field):
+    error = await rpc_error(internal(auth).LinkDiscordAccount(request_, metadata=credential(auth)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and violated_fields(error) == [field]
+
+
+async def test_tokens_and_the_service_credential_are_required(auth):
+    for call in (
+        stub(auth).CreateDiscordLinkCode(auth_pb2.CreateDiscordLinkCodeRequest()),
+        stub(auth).UnlinkDiscord(auth_pb2.UnlinkDiscordRequest()),
+        link_without_credential(auth),
+        internal(auth).GetUserByDiscordId(
+            auth_pb2.GetUserByDiscordIdRequest(discord_user_id=DISCORD_ID),
+            metadata=(("x-aifx-service-token", "wrong"),),
+        ),
+    ):
+        assert (await rpc_error(call)).code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def link_without_credential(stack):
+    return internal(stack).LinkDiscordAccount(
+        auth_pb2.LinkDiscordAccountRequest(code="ABCDEFGH", discord_user_id=DISCORD_ID)
+    )
