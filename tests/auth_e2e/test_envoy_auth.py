@@ -682,3 +682,65 @@ async def test_patch_preferences_with_timeframes_as_traders_write_them(http):
         "TIMEFRAME_H4",
         "TIMEFRAME_D1",
     ]
+
+
+# --- Discord linking -----------------------------------------------------------------
+
+
+async def test_discord_link_code_link_and_unlink_over_rest(edge: EdgeStack, http):
+    """The web half of linking: a code over REST, the notifier's /link over gRPC, the
+    link in /me, and DELETE /api/v1/auth/discord."""
+    _, registered = await register(http)
+    headers = bearer(registered["tokens"]["accessToken"])
+    created = await http.post("/api/v1/auth/discord/link-code", json={}, headers=headers)
+    assert created.status_code == 200, created.text
+    code = created.json()
+    assert set(code) == {"code", "expireTime", "instructions"} and RFC3339.match(code["expireTime"])
+    assert code["instructions"] == f"/link {code['code']}"
+
+    internal = auth_pb2_grpc.AuthInternalServiceStub(edge.auth.channel)
+    await internal.LinkDiscordAccount(
+        auth_pb2.LinkDiscordAccountRequest(
+            code=code["code"], discord_user_id="998877665544332211", discord_username="fx"
+        ),
+        metadata=(("x-aifx-service-token", load_service_token(edge.settings)),),
+    )
+    me = (await http.get("/api/v1/auth/me", headers=headers)).json()
+    assert me["discord"]["discordUserId"] == "998877665544332211"
+    assert me["discord"]["dmReachable"] is True
+
+    assert (await http.delete("/api/v1/auth/discord", headers=headers)).status_code == 200
+    assert "discord" not in (await http.get("/api/v1/auth/me", headers=headers)).json()
+    again = error(await http.delete("/api/v1/auth/discord", headers=headers), 404, 5)
+    assert "no Discord account is linked" in again["message"]
+
+
+async def test_discord_endpoints_need_a_token_at_envoy(http):
+    for response in (
+        await http.post("/api/v1/auth/discord/link-code", json={}),
+        await http.delete("/api/v1/auth/discord"),
+    ):
+        assert "Jwt is missing" in error(response, 401, 16)["message"]
+
+
+async def test_internal_discord_methods_are_not_routed_by_envoy(edge: EdgeStack):
+    """Only the notifier links accounts: through Envoy, even with the service credential,
+    the internal Discord methods do not exist."""
+    credential = [("x-aifx-service-token", load_service_token(edge.settings))]
+    async with grpc.aio.insecure_channel(edge.url.removeprefix("http://")) as channel:
+        internal = auth_pb2_grpc.AuthInternalServiceStub(channel)
+        for call in (
+            internal.LinkDiscordAccount(
+                auth_pb2.LinkDiscordAccountRequest(code="ABCDEFGH", discord_user_id="1"),
+                metadata=credential,
+                timeout=5,
+            ),
+            internal.GetUserByDiscordId(
+                auth_pb2.GetUserByDiscordIdRequest(discord_user_id="1"),
+                metadata=credential,
+                timeout=5,
+            ),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call
+            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED, refused.value
