@@ -138,7 +138,11 @@ class Accounts:
             try:
                 session.add(user)
                 await session.flush()
-                session.add(self._default_preferences(user.id, now))
+                preferences = self._default_preferences(user.id, now)
+                session.add(preferences)
+                await repository.replace_interests(
+                    session, user.id, preferences.pairs, preferences.timeframes
+                )
                 tokens = self._start_family(session, user.id, now)
                 await session.commit()
             except IntegrityError:
@@ -327,5 +331,7 @@ class Accounts:
             for name, value in changes.items():
                 setattr(row, name, value)
             row.updated_at = utcnow()
+            if "pairs" in changes or "timeframes" in changes:
+                await repository.replace_interests(session, user_id, row.pairs, row.timeframes)
             await session.commit()
         return _preferences(row)

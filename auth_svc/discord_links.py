@@ -20,9 +20,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth_svc.login_limiter import FailureLimiter
-from auth_svc.models import DiscordLinkCodeRow, DiscordLinkRow
+from auth_svc.models import DiscordLinkCodeRow, DiscordLinkRow, PreferencesRow, SignalInterestRow
 from auth_svc.validation import require_fields
-from common.errors import AlreadyExists, FieldViolation, InvalidArgument, NotFound
+from common import request_fields
+from common.errors import (
+    AlreadyExists,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    ViolationCollector,
+)
 from common.time import as_utc, utcnow
 
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L
@@ -31,6 +38,8 @@ CODE_TTL = timedelta(minutes=10)
 # Failed codes per Discord user before /link is refused for a while.
 FAILED_CODES_LIMIT = "5/10minutes"
 MAX_SNOWFLAKE_DIGITS = 20
+DEFAULT_RECIPIENTS_PAGE = 1000
+MAX_RECIPIENTS_PAGE = 5000
 
 
 @dataclass(frozen=True)
@@ -218,6 +227,47 @@ class DiscordLinks:
         return DiscordLink(
             link.user_id, link.discord_user_id, link.discord_username, link.linked_at, reachable
         )
+
+    async def signal_recipients(
+        self,
+        pair_raw: str,
+        timeframe_value: int,
+        confidence_value: float,
+        page_size: int,
+        page_token: str,
+    ) -> tuple[list[tuple[str, str]], str]:
+        """(user id, Discord user id) of the users to DM about a signal, a page ordered by
+        user id, and the next page's token ("" after the last)."""
+        errors = ViolationCollector()
+        pair = request_fields.pair(pair_raw, "pair", errors, required=True)
+        timeframe = request_fields.timeframe(timeframe_value, "timeframe", errors, default=None)
+        if timeframe is None and not timeframe_value:
+            errors.add("timeframe", "is required")
+        confidence = request_fields.confidence(confidence_value, "confidence", errors)
+        if not 0 <= page_size <= MAX_RECIPIENTS_PAGE:
+            errors.add("page_size", f"must be between 1 and {MAX_RECIPIENTS_PAGE} (0: 1000)")
+        errors.raise_if_any()
+        assert pair is not None and timeframe is not None
+        limit = page_size or DEFAULT_RECIPIENTS_PAGE
+        query = (
+            select(DiscordLinkRow.user_id, DiscordLinkRow.discord_user_id)
+            .join(SignalInterestRow, SignalInterestRow.user_id == DiscordLinkRow.user_id)
+            .join(PreferencesRow, PreferencesRow.user_id == DiscordLinkRow.user_id)
+            .where(
+                SignalInterestRow.pair == pair,
+                SignalInterestRow.timeframe == timeframe.value,
+                PreferencesRow.notify_discord.is_(True),
+                PreferencesRow.min_confidence <= confidence,
+                DiscordLinkRow.dm_reachable.is_(True),
+                DiscordLinkRow.user_id > page_token,
+            )
+            .order_by(DiscordLinkRow.user_id)
+            .limit(limit + 1)
+        )
+        async with self._sessions() as session:
+            rows = [(str(r[0]), str(r[1])) for r in (await session.execute(query)).all()]
+        page = rows[:limit]
+        return page, page[-1][0] if len(rows) > limit else ""
 
 
 _NOT_LINKED = (

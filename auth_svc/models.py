@@ -87,3 +87,18 @@ class DiscordLinkCodeRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class SignalInterestRow(Base):
+    """One (pair, timeframe) a user's preferences name, kept in step with
+    `PreferencesRow.pairs` x `timeframes`: the index that finds a signal's recipients
+    without reading every user's preferences."""
+
+    __tablename__ = "auth_signal_interests"
+    __table_args__ = (Index("ix_auth_signal_interests_series", "pair", "timeframe"),)
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("auth_users.id", ondelete="CASCADE"), primary_key=True
+    )
+    pair: Mapped[str] = mapped_column(String(7), primary_key=True)
+    timeframe: Mapped[str] = mapped_column(String(3), primary_key=True)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth_svc.models import PreferencesRow, RefreshTokenRow, UserRow
+from auth_svc.models import PreferencesRow, RefreshTokenRow, SignalInterestRow, UserRow
 
 
 async def find_user_by_id(session: AsyncSession, user_id: str) -> UserRow | None:
@@ -63,3 +63,15 @@ async def revoke_family(session: AsyncSession, family_id: str, now: datetime) ->
         .values(revoked_at=now)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def replace_interests(
+    session: AsyncSession, user_id: str, pairs: list[str], timeframes: list[str]
+) -> None:
+    """Make the user's signal-interest rows pairs x timeframes (their preferences)."""
+    await session.execute(delete(SignalInterestRow).where(SignalInterestRow.user_id == user_id))
+    session.add_all(
+        SignalInterestRow(user_id=user_id, pair=pair, timeframe=timeframe)
+        for pair in pairs
+        for timeframe in timeframes
+    )

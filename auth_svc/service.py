@@ -227,3 +227,22 @@ class AuthInternalService(auth_pb2_grpc.AuthInternalServiceServicer):
         require_service_token(context, self._service_token)
         link = await self._links.set_dm_reachable(request.discord_user_id, request.dm_reachable)
         return auth_pb2.SetDiscordDmReachableResponse(discord=discord_message(link))
+
+    async def ListSignalRecipients(  # noqa: N802
+        self, request: auth_pb2.ListSignalRecipientsRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.ListSignalRecipientsResponse:
+        require_service_token(context, self._service_token)
+        page, next_token = await self._links.signal_recipients(
+            request.pair,
+            request.timeframe,
+            request.confidence,
+            request.page_size,
+            request.page_token,
+        )
+        return auth_pb2.ListSignalRecipientsResponse(
+            recipients=[
+                auth_pb2.SignalRecipient(user_id=user_id, discord_user_id=discord_id)
+                for user_id, discord_id in page
+            ],
+            next_page_token=next_token,
+        )

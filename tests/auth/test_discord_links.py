@@ -236,3 +236,113 @@ def link_without_credential(stack):
     return internal(stack).LinkDiscordAccount(
         auth_pb2.LinkDiscordAccountRequest(code="ABCDEFGH", discord_user_id=DISCORD_ID)
     )
+
+
+# --- who gets a signal -----------------------------------------------------------------
+
+
+async def linked_trader(stack, **preferences) -> tuple[str, str]:
+    """A registered, linked user with `preferences` (proto field values); their user id
+    and Discord id."""
+    from google.protobuf import field_mask_pb2
+
+    signed_in = await register(stack)
+    token = signed_in.tokens.access_token
+    discord_id = unique_discord_id()
+    await link(stack, (await new_code(stack, token)).code, discord_id)
+    await stub(stack).UpdatePreferences(
+        auth_pb2.UpdatePreferencesRequest(
+            preferences=auth_pb2.Preferences(**preferences),
+            update_mask=field_mask_pb2.FieldMask(paths=list(preferences)),
+        ),
+        metadata=bearer(token),
+    )
+    return signed_in.user.id, discord_id
+
+
+async def recipients(stack, pair: str, timeframe: int, confidence: float, **page) -> list:
+    reply = await internal(stack).ListSignalRecipients(
+        auth_pb2.ListSignalRecipientsRequest(
+            pair=pair, timeframe=timeframe, confidence=confidence, **page
+        ),
+        metadata=credential(stack),
+    )
+    return reply
+
+
+async def test_a_signal_goes_to_the_linked_users_whose_preferences_it_matches(auth):
+    from aifx.common.v1 import market_pb2
+
+    h1, d1 = market_pb2.TIMEFRAME_H1, market_pb2.TIMEFRAME_D1
+    pair = "AUD/JPY"  # a pair no other test's user names
+    wanted = await linked_trader(
+        auth, pairs=[pair, "EURUSD"], timeframes=[h1, d1], min_confidence=0.5, notify_discord=True
+    )
+    too_demanding = await linked_trader(
+        auth, pairs=[pair], timeframes=[h1], min_confidence=0.9, notify_discord=True
+    )
+    silent = await linked_trader(
+        auth, pairs=[pair], timeframes=[h1], min_confidence=0.1, notify_discord=False
+    )
+    other_timeframe = await linked_trader(
+        auth, pairs=[pair], timeframes=[d1], min_confidence=0.1, notify_discord=True
+    )
+    closed_dms = await linked_trader(
+        auth, pairs=[pair], timeframes=[h1], min_confidence=0.1, notify_discord=True
+    )
+    await internal(auth).SetDiscordDmReachable(
+        auth_pb2.SetDiscordDmReachableRequest(discord_user_id=closed_dms[1], dm_reachable=False),
+        metadata=credential(auth),
+    )
+    reply = await recipients(auth, "audjpy", h1, 0.7)
+    assert [(r.user_id, r.discord_user_id) for r in reply.recipients] == [wanted]
+    assert reply.next_page_token == ""
+    everyone = await recipients(auth, pair, h1, 0.95)
+    assert {r.user_id for r in everyone.recipients} == {wanted[0], too_demanding[0]}
+    assert {r.user_id for r in (await recipients(auth, pair, d1, 0.6)).recipients} == {
+        wanted[0],
+        other_timeframe[0],
+    }
+    assert silent[0] not in {r.user_id for r in everyone.recipients}
+
+
+async def test_recipients_come_in_pages(auth):
+    from aifx.common.v1 import market_pb2
+
+    h4 = market_pb2.TIMEFRAME_H4
+    pair = "EUR/CHF"
+    made = sorted(
+        [
+            await linked_trader(
+                auth, pairs=[pair], timeframes=[h4], min_confidence=0.1, notify_discord=True
+            )
+            for _ in range(5)
+        ]
+    )
+    seen, token = [], ""
+    while True:
+        reply = await recipients(auth, pair, h4, 0.5, page_size=2, page_token=token)
+        seen += [(r.user_id, r.discord_user_id) for r in reply.recipients]
+        token = reply.next_page_token
+        if not token:
+            break
+    assert seen == made
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"timeframe": 2, "confidence": 0.5}, "pair"),
+        ({"pair": "NOPE", "timeframe": 2}, "pair"),
+        ({"pair": "EURUSD", "confidence": 0.5}, "timeframe"),
+        ({"pair": "EURUSD", "timeframe": 2, "confidence": 1.5}, "confidence"),
+        ({"pair": "EURUSD", "timeframe": 2, "page_size": 9999}, "page_size"),
+    ],
+)
+async def test_recipient_queries_name_the_bad_field(auth, fields, field):
+    error = await rpc_error(
+        internal(auth).ListSignalRecipients(
+            auth_pb2.ListSignalRecipientsRequest(**fields), metadata=credential(auth)
+        )
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and field in violated_fields(error)

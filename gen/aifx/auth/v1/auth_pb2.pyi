@@ -22,6 +22,89 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class ListSignalRecipientsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAIR_FIELD_NUMBER: _builtins.int
+    TIMEFRAME_FIELD_NUMBER: _builtins.int
+    CONFIDENCE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    pair: _builtins.str
+    """"EUR/USD" ("EURUSD" and "eur/usd" are accepted)."""
+    timeframe: _market_pb2.Timeframe.ValueType
+    confidence: _builtins.float
+    """The signal's confidence, 0 to 1."""
+    page_size: _builtins.int
+    """At most this many recipients (1 to 5000; 0 means 1000)."""
+    page_token: _builtins.str
+    """next_page_token of the previous page."""
+    def __init__(
+        self,
+        *,
+        pair: _builtins.str = ...,
+        timeframe: _market_pb2.Timeframe.ValueType = ...,
+        confidence: _builtins.float = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["confidence", b"confidence", "page_size", b"page_size", "page_token", b"page_token", "pair", b"pair", "timeframe", b"timeframe"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSignalRecipientsRequest: _TypeAlias = ListSignalRecipientsRequest  # noqa: Y015
+
+@_typing.final
+class SignalRecipient(_message.Message):
+    """A user to DM about a signal."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    DISCORD_USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    discord_user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        discord_user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discord_user_id", b"discord_user_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignalRecipient: _TypeAlias = SignalRecipient  # noqa: Y015
+
+@_typing.final
+class ListSignalRecipientsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECIPIENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def recipients(self) -> _containers.RepeatedCompositeFieldContainer[Global___SignalRecipient]: ...
+    def __init__(
+        self,
+        *,
+        recipients: _abc.Iterable[Global___SignalRecipient] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "recipients", b"recipients"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSignalRecipientsResponse: _TypeAlias = ListSignalRecipientsResponse  # noqa: Y015
+
+@_typing.final
 class DiscordLink(_message.Message):
     """A user's linked Discord account."""
 

@@ -567,6 +567,11 @@ class AuthInternalServiceStub:
                 request_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.SetDiscordDmReachableRequest.SerializeToString,
                 response_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.SetDiscordDmReachableResponse.FromString,
                 _registered_method=True)
+        self.ListSignalRecipients = channel.unary_unary(
+                '/aifx.auth.v1.AuthInternalService/ListSignalRecipients',
+                request_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.ListSignalRecipientsRequest.SerializeToString,
+                response_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.ListSignalRecipientsResponse.FromString,
+                _registered_method=True)
 
 
 class AuthInternalServiceServicer:
@@ -615,6 +620,15 @@ class AuthInternalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSignalRecipients(self, request, context):
+        """Who gets a signal as a Discord DM: the linked users whose preferences name its pair
+        and timeframe, whose minimum confidence it reaches, with Discord notifications on
+        and DMs reachable. One indexed query per page, ordered by user id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthInternalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -642,6 +656,11 @@ def add_AuthInternalServiceServicer_to_server(servicer, server):
                     servicer.SetDiscordDmReachable,
                     request_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.SetDiscordDmReachableRequest.FromString,
                     response_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.SetDiscordDmReachableResponse.SerializeToString,
+            ),
+            'ListSignalRecipients': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSignalRecipients,
+                    request_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.ListSignalRecipientsRequest.FromString,
+                    response_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.ListSignalRecipientsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -782,6 +801,33 @@ class AuthInternalService:
             '/aifx.auth.v1.AuthInternalService/SetDiscordDmReachable',
             aifx_dot_auth_dot_v1_dot_auth__pb2.SetDiscordDmReachableRequest.SerializeToString,
             aifx_dot_auth_dot_v1_dot_auth__pb2.SetDiscordDmReachableResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSignalRecipients(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aifx.auth.v1.AuthInternalService/ListSignalRecipients',
+            aifx_dot_auth_dot_v1_dot_auth__pb2.ListSignalRecipientsRequest.SerializeToString,
+            aifx_dot_auth_dot_v1_dot_auth__pb2.ListSignalRecipientsResponse.FromString,
             options,
             channel_credentials,
             insecure,

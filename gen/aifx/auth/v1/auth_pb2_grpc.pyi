@@ -255,6 +255,11 @@ class AuthInternalServiceStub:
     """Records whether DMs reach a Discord user: false after Discord refused a DM (403,
     code 50007), true again when they use a command.
     """
+    ListSignalRecipients: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListSignalRecipientsRequest, _auth_pb2.ListSignalRecipientsResponse]
+    """Who gets a signal as a Discord DM: the linked users whose preferences name its pair
+    and timeframe, whose minimum confidence it reaches, with Discord notifications on
+    and DMs reachable. One indexed query per page, ordered by user id.
+    """
 
 @_typing.type_check_only
 class AuthInternalServiceAsyncStub(AuthInternalServiceStub):
@@ -280,6 +285,11 @@ class AuthInternalServiceAsyncStub(AuthInternalServiceStub):
     SetDiscordDmReachable: _aio.UnaryUnaryMultiCallable[_auth_pb2.SetDiscordDmReachableRequest, _auth_pb2.SetDiscordDmReachableResponse]  # type: ignore[assignment]
     """Records whether DMs reach a Discord user: false after Discord refused a DM (403,
     code 50007), true again when they use a command.
+    """
+    ListSignalRecipients: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListSignalRecipientsRequest, _auth_pb2.ListSignalRecipientsResponse]  # type: ignore[assignment]
+    """Who gets a signal as a Discord DM: the linked users whose preferences name its pair
+    and timeframe, whose minimum confidence it reaches, with Discord notifications on
+    and DMs reachable. One indexed query per page, ordered by user id.
     """
 
 class AuthInternalServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -333,6 +343,17 @@ class AuthInternalServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_auth_pb2.SetDiscordDmReachableResponse, _abc.Awaitable[_auth_pb2.SetDiscordDmReachableResponse]]:
         """Records whether DMs reach a Discord user: false after Discord refused a DM (403,
         code 50007), true again when they use a command.
+        """
+
+    @_abc_1.abstractmethod
+    def ListSignalRecipients(
+        self,
+        request: _auth_pb2.ListSignalRecipientsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ListSignalRecipientsResponse, _abc.Awaitable[_auth_pb2.ListSignalRecipientsResponse]]:
+        """Who gets a signal as a Discord DM: the linked users whose preferences name its pair
+        and timeframe, whose minimum confidence it reaches, with Discord notifications on
+        and DMs reachable. One indexed query per page, ordered by user id.
         """
 
 def add_AuthInternalServiceServicer_to_server(servicer: AuthInternalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
