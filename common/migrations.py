@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, make_url
 from common.db import create_engine
 from common.settings import REPO_ROOT, Settings, get_settings
 
-SERVICES = ("auth_svc", "inference", "signal_svc", "position_svc")
+SERVICES = ("auth_svc", "inference", "signal_svc", "position_svc", "notifier")
 
 
 def alembic_config(service: str, url: str) -> Config:
