@@ -144,6 +144,21 @@ class Ledger:
         """Discord will not take it (the user closed their DMs): never retried."""
         await self._finish(delivery_id, UNREACHABLE, reason)
 
+    async def give_up_on(self, discord_user_id: str, reason: str) -> int:
+        """Every pending delivery to a user Discord refuses DMs to, marked unreachable
+        (asking again would only add to the invalid requests Discord bans bots for)."""
+        async with self._sessions() as session:
+            result = await session.execute(
+                update(DeliveryRow)
+                .where(
+                    DeliveryRow.discord_user_id == discord_user_id,
+                    DeliveryRow.status == PENDING,
+                )
+                .values(status=UNREACHABLE, error=reason)
+            )
+            await session.commit()
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
     async def attempt_failed(self, delivery_id: int, reason: str) -> None:
         """A transient failure: still pending, tried again later."""
         async with self._sessions() as session:

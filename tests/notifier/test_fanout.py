@@ -1,0 +1,144 @@
+"""Signals to DMs through the ledger, with the Discord side and the recipients faked at
+the ports: each recipient owed once, sent in order with a stable nonce, a crash between
+sending and marking costing no duplicate, closed DMs given up on at once, and a
+struggling Discord delaying, never dropping."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from common.db import create_engine, session_factory
+from common.migrations import upgrade
+from notifier.fanout import SIGNALS, Sender, SignalFanout
+from notifier.ledger import Delivery, Ledger
+from notifier.messages import SignalView
+from notifier.ports import Outcome, Sent, TryLater, Unreachable
+
+
+@pytest.fixture(scope="module")
+def migrated(backend_settings):
+    upgrade("notifier", backend_settings)  # sync: alembic runs its own event loop
+    return backend_settings
+
+
+@pytest.fixture
+async def ledger(migrated):
+    engine = create_engine(migrated)
+    ledger = Ledger(session_factory(engine))
+    # Earlier tests' deliveries on the shared database are not this test's business.
+    for delivery in await ledger.pending(100_000):
+        await ledger.mark_sent(delivery.id)
+    yield ledger
+    await engine.dispose()
+
+
+class Recipients:
+    def __init__(self, people: list[tuple[str, str]]) -> None:
+        self.people = people
+
+    async def for_signal(self, signal: SignalView) -> list[tuple[str, str]]:
+        return list(self.people)
+
+
+class FakeDiscord:
+    """DMs as Discord treats them: a repeated nonce to one user creates nothing new."""
+
+    def __init__(self) -> None:
+        self.created: dict[tuple[str, str], str] = {}
+        self.requests: list[tuple[str, str]] = []
+        self.closed: set[str] = set()
+        self.failing = False
+        self._ids = itertools.count(1)
+
+    async def send(self, delivery: Delivery) -> Outcome:
+        self.requests.append((delivery.discord_user_id, delivery.nonce))
+        if self.failing:
+            return TryLater("503 from Discord")
+        if delivery.discord_user_id in self.closed:
+            return Unreachable("403 50007: Cannot send messages to this user")
+        key = (delivery.discord_user_id, delivery.nonce)
+        if key not in self.created:
+            self.created[key] = str(next(self._ids))
+        return Sent(self.created[key])
+
+
+class Closed:
+    def __init__(self) -> None:
+        self.users: list[str] = []
+
+    async def dms_closed(self, discord_user_id: str) -> None:
+        self.users.append(discord_user_id)
+
+
+def signal(signal_id: str | None = None) -> SignalView:
+    return SignalView(
+        id=signal_id or uuid.uuid4().hex[:12],
+        pair="EUR/USD",
+        timeframe="1h",
+        action="sell",
+        confidence=0.71,
+        strength="moderate",
+        entry=1.11234,
+        stop_loss=1.11534,
+        take_profit=1.10634,
+        risk_reward=2.0,
+        from_model=True,
+        model="lstm v1",
+        candle_time=datetime(2017, 6, 16, 4, tzinfo=UTC),
+    )
+
+
+PEOPLE = [("u1", "111"), ("u2", "222"), ("u3", "333")]
+
+
+async def test_each_recipient_gets_one_dm_per_signal_even_when_read_twice(ledger):
+    fanout = SignalFanout(ledger, Recipients(PEOPLE))
+    discord, closed = FakeDiscord(), Closed()
+    first = signal()
+    assert await fanout.on_signal(first) == 3
+    assert await fanout.on_signal(first) == 0  # the stream replayed it after a restart
+    assert await fanout.resume_after() == first.id
+    assert await Sender(ledger, discord, closed).send_pending() == 3
+    assert await Sender(ledger, discord, closed).send_pending() == 0
+    assert [user for user, _ in discord.requests] == ["111", "222", "333"]
+    assert len(discord.created) == 3
+
+
+async def test_a_crash_between_sending_and_marking_costs_no_duplicate(ledger):
+    fanout = SignalFanout(ledger, Recipients(PEOPLE))
+    discord = FakeDiscord()
+    await fanout.on_signal(signal())
+    # The notifier sent the first DM, then died before recording it as sent.
+    [first, *_] = await ledger.pending()
+    await discord.send(first)
+    # Restarted: everything pending is sent, the first again with the same nonce.
+    assert await Sender(ledger, discord, Closed()).send_pending() == 3
+    assert len(discord.requests) == 4 and len(discord.created) == 3
+
+
+async def test_closed_dms_are_given_up_on_at_once(ledger):
+    fanout = SignalFanout(ledger, Recipients(PEOPLE))
+    discord, closed = FakeDiscord(), Closed()
+    discord.closed.add("222")
+    for _ in range(3):
+        await fanout.on_signal(signal())
+    assert await Sender(ledger, discord, closed).send_pending() == 6
+    # One refused request for that user, not one per signal.
+    assert [user for user, _ in discord.requests].count("222") == 1
+    assert closed.users == ["222"] and await ledger.pending() == []
+
+
+async def test_a_struggling_discord_delays_and_never_drops(ledger):
+    fanout = SignalFanout(ledger, Recipients(PEOPLE))
+    discord = FakeDiscord()
+    await fanout.on_signal(signal())
+    discord.failing = True
+    assert await Sender(ledger, discord, Closed()).send_pending() == 0
+    assert len(await ledger.pending()) == 3  # nothing given up on
+    discord.failing = False
+    assert await Sender(ledger, discord, Closed()).send_pending() == 3
+    assert await ledger.cursor(SIGNALS) is not None
