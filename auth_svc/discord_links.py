@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cachetools import TTLCache
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -38,6 +39,9 @@ CODE_TTL = timedelta(minutes=10)
 # Failed codes per Discord user before /link is refused for a while.
 FAILED_CODES_LIMIT = "5/10minutes"
 MAX_SNOWFLAKE_DIGITS = 20
+LINK_CACHE_SIZE = 10_000
+LINK_CACHE_SECONDS = 30
+_UNKNOWN = object()  # "not cached", as opposed to a cached "no link" (None)
 DEFAULT_RECIPIENTS_PAGE = 1000
 MAX_RECIPIENTS_PAGE = 5000
 
@@ -96,6 +100,12 @@ class DiscordLinks:
     ) -> None:
         self._sessions = sessions
         self._failures = failures
+        # GetMe shows the link and is the hottest authenticated call: links are kept in
+        # memory like profiles (Accounts), dropped here on every change; another
+        # replica's change shows within LINK_CACHE_SECONDS.
+        self._by_user: TTLCache[str, DiscordLink | None] = TTLCache(
+            maxsize=LINK_CACHE_SIZE, ttl=LINK_CACHE_SECONDS
+        )
 
     async def create_code(self, user_id: str) -> LinkCode:
         """A new code for `user_id`; the user's unused codes stop working."""
@@ -170,6 +180,7 @@ class DiscordLinks:
                     "this Discord account is linked to another AIFX account: /unlink it first",
                     reason="DISCORD_ALREADY_LINKED",
                 ) from None
+        self._by_user.pop(user_id, None)
         return _link(row)
 
     @staticmethod
@@ -184,9 +195,13 @@ class DiscordLinks:
         return "this code expired (codes last 10 minutes): create a new one"
 
     async def for_user(self, user_id: str) -> DiscordLink | None:
+        cached = self._by_user.get(user_id, _UNKNOWN)
+        if cached is not _UNKNOWN:
+            return cached  # type: ignore[return-value]
         async with self._sessions() as session:
             row = await session.get(DiscordLinkRow, user_id)
-        return None if row is None else _link(row)
+        link = self._by_user[user_id] = None if row is None else _link(row)
+        return link
 
     async def by_discord_id(self, discord_user_id: str) -> DiscordLink:
         """The link of a Discord user; NotFound when they have none."""
@@ -209,6 +224,7 @@ class DiscordLinks:
             link = _link(row)
             await session.delete(row)
             await session.commit()
+        self._by_user.pop(user_id, None)
         return link
 
     async def unlink_discord(self, discord_user_id: str) -> DiscordLink:
@@ -224,6 +240,7 @@ class DiscordLinks:
                 .values(dm_reachable=reachable)
             )
             await session.commit()
+        self._by_user.pop(link.user_id, None)
         return DiscordLink(
             link.user_id, link.discord_user_id, link.discord_username, link.linked_at, reachable
         )

@@ -156,6 +156,15 @@ def _comparison_section(m: dict[str, Any]) -> list[str]:
     return out
 
 
+def _architecture(training: dict[str, Any]) -> str:
+    """The network, as both cards describe it."""
+    return (
+        f"Keras LSTM({training['units']}) → dropout {training['dropout']:g} → "
+        f"LSTM({max(1, training['units'] // 2)}) → dropout → dense(3) logits; "
+        f"{training['parameters_count']:,} parameters"
+    )
+
+
 def render_card(metadata: ModelMetadata) -> str:
     """MODEL_CARD.md for a trained version."""
     m = metadata.metrics
@@ -367,11 +376,7 @@ def render_card(metadata: ModelMetadata) -> str:
 
     add("## Training")
     add("")
-    add(
-        f"- Keras LSTM({training['units']}) → dropout {training['dropout']:g} → "
-        f"LSTM({max(1, training['units'] // 2)}) → dropout → dense(3) logits; "
-        f"{training['parameters_count']:,} parameters."
-    )
+    add(f"- {_architecture(training)}.")
     add(
         f"- Adam (learning rate {training['learning_rate']:g}, clipnorm 1), cross-entropy, "
         f"batch {training['batch_size']}, up to {training['epochs']} epochs with early "
@@ -766,9 +771,7 @@ def render_daily_card(metadata: ModelMetadata) -> str:
     add("## Training")
     add("")
     add(
-        f"- Keras LSTM({training['units']}) → dropout {training['dropout']:g} → "
-        f"LSTM({max(1, training['units'] // 2)}) → dropout → dense(3) logits; "
-        f"{training['parameters_count']:,} parameters; Adam (learning rate "
+        f"- {_architecture(training)}; Adam (learning rate "
         f"{training['learning_rate']:g}, clipnorm 1), batch {training['batch_size']}, up to "
         f"{training['epochs']} epochs, early stopping on validation loss (patience "
         f"{training['patience']}); seed {training['seed']}, deterministic ops. Not tuned: "

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 
@@ -17,6 +16,7 @@ from notifier.fanout import SIGNALS, Sender, SignalFanout
 from notifier.ledger import Delivery, Ledger
 from notifier.messages import SignalView
 from notifier.ports import Outcome, Sent, TryLater, Unreachable
+from tests.notifier.test_messages import view
 
 
 @pytest.fixture(scope="module")
@@ -75,20 +75,17 @@ class Closed:
 
 
 def signal(signal_id: str | None = None) -> SignalView:
-    return SignalView(
+    """A EUR/USD 1h sell from the model, with an id of its own."""
+    return view(
         id=signal_id or uuid.uuid4().hex[:12],
         pair="EUR/USD",
         timeframe="1h",
         action="sell",
         confidence=0.71,
-        strength="moderate",
         entry=1.11234,
         stop_loss=1.11534,
         take_profit=1.10634,
-        risk_reward=2.0,
-        from_model=True,
         model="lstm v1",
-        candle_time=datetime(2017, 6, 16, 4, tzinfo=UTC),
     )
 
 
