@@ -4,14 +4,14 @@ profile and preferences. Plain Python: no gRPC, no generated code."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from cachetools import TTLCache
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from auth_svc import repository
+from auth_svc import notification_modes, repository
 from auth_svc.login_limiter import LoginLimiter
 from auth_svc.models import PreferencesRow, RefreshTokenRow, UserRow
 from auth_svc.passwords import PasswordHasher
@@ -41,7 +41,15 @@ from common.time import as_utc, utcnow
 INVALID_CREDENTIALS = "invalid email/username or password"
 USER_CACHE_SIZE = 10_000
 USER_CACHE_SECONDS = 30
-PREFERENCE_FIELDS = ("pairs", "timeframes", "min_confidence", "notify_discord", "notify_browser")
+DELEGATED_TOKEN_SECONDS = 300
+PREFERENCE_FIELDS = (
+    "pairs",
+    "timeframes",
+    "min_confidence",
+    "notify_discord",
+    "notify_browser",
+    "discord_notifications",
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,8 @@ class Preferences:
     notify_discord: bool
     notify_browser: bool
     updated_at: datetime
+    # Every kind of Discord DM → "on" | "silent" | "off" (notification_modes).
+    discord_modes: dict[str, str] = field(default_factory=lambda: notification_modes.effective({}))
 
 
 DEFAULT_PREFERENCES = Preferences(
@@ -92,6 +102,7 @@ def _preferences(row: PreferencesRow) -> Preferences:
         notify_discord=row.notify_discord,
         notify_browser=row.notify_browser,
         updated_at=as_utc(row.updated_at),
+        discord_modes=notification_modes.effective(row.discord_modes),
     )
 
 
@@ -163,6 +174,7 @@ class Accounts:
             min_confidence=defaults.min_confidence,
             notify_discord=defaults.notify_discord,
             notify_browser=defaults.notify_browser,
+            discord_modes={},
             updated_at=now,
         )
 
@@ -261,6 +273,14 @@ class Accounts:
             refresh_expires_at=expires_at,
         )
 
+    def delegated_access_token(self, user_id: str) -> tuple[str, int]:
+        """An access token for a service acting as the user (the Discord bot answering
+        their command) and its lifetime: an ordinary user token, so every service
+        applies the user's rights and no more, but short-lived — it is minted per
+        command, never stored by the user, and cannot be refreshed."""
+        ttl = min(DELEGATED_TOKEN_SECONDS, self._issuer.access_ttl)
+        return self._issuer.access_token(user_id, utcnow(), ttl), ttl
+
     # --- the signed-in user ----------------------------------------------------------
 
     async def authenticate(self, access_token: str) -> AccessClaims:
@@ -323,6 +343,10 @@ class Accounts:
         for flag in ("notify_discord", "notify_browser"):
             if flag in fields:
                 changes[flag] = getattr(values, flag)
+        if "discord_notifications" in fields:
+            for kind, mode in values.discord_modes.items():
+                if mode is not None and mode not in notification_modes.MODES:
+                    errors.add(f"preferences.discord_notifications.{kind}", "is not a mode")
         errors.raise_if_any()
         async with self._sessions() as session:
             row = await repository.get_preferences(session, user_id)
@@ -330,6 +354,10 @@ class Accounts:
                 raise NotFound(f"user {user_id} not found", reason="USER_NOT_FOUND")
             for name, value in changes.items():
                 setattr(row, name, value)
+            if "discord_notifications" in fields:
+                row.discord_modes = notification_modes.merged(
+                    row.discord_modes, values.discord_modes
+                )
             row.updated_at = utcnow()
             if "pairs" in changes or "timeframes" in changes:
                 await repository.replace_interests(session, user_id, row.pairs, row.timeframes)

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cachetools import TTLCache
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from auth_svc import notification_modes
 from auth_svc.login_limiter import FailureLimiter
 from auth_svc.models import DiscordLinkCodeRow, DiscordLinkRow, PreferencesRow, SignalInterestRow
 from auth_svc.validation import require_fields
@@ -252,9 +253,10 @@ class DiscordLinks:
         confidence_value: float,
         page_size: int,
         page_token: str,
-    ) -> tuple[list[tuple[str, str]], str]:
-        """(user id, Discord user id) of the users to DM about a signal, a page ordered by
-        user id, and the next page's token ("" after the last)."""
+    ) -> tuple[list[tuple[str, str, bool]], str]:
+        """(user id, Discord user id, silent) of the users to DM about a signal, a page
+        ordered by user id, and the next page's token ("" after the last). Users whose
+        signal DMs are off are left out; `silent` says they are sent without a push."""
         errors = ViolationCollector()
         pair = request_fields.pair(pair_raw, "pair", errors, required=True)
         timeframe = request_fields.timeframe(timeframe_value, "timeframe", errors, default=None)
@@ -266,8 +268,11 @@ class DiscordLinks:
         errors.raise_if_any()
         assert pair is not None and timeframe is not None
         limit = page_size or DEFAULT_RECIPIENTS_PAGE
+        signal_mode = func.coalesce(
+            PreferencesRow.discord_modes["signal"].as_string(), notification_modes.ON
+        )
         query = (
-            select(DiscordLinkRow.user_id, DiscordLinkRow.discord_user_id)
+            select(DiscordLinkRow.user_id, DiscordLinkRow.discord_user_id, signal_mode)
             .join(SignalInterestRow, SignalInterestRow.user_id == DiscordLinkRow.user_id)
             .join(PreferencesRow, PreferencesRow.user_id == DiscordLinkRow.user_id)
             .where(
@@ -275,6 +280,7 @@ class DiscordLinks:
                 SignalInterestRow.timeframe == timeframe.value,
                 PreferencesRow.notify_discord.is_(True),
                 PreferencesRow.min_confidence <= confidence,
+                signal_mode != notification_modes.OFF,
                 DiscordLinkRow.dm_reachable.is_(True),
                 DiscordLinkRow.user_id > page_token,
             )
@@ -282,7 +288,10 @@ class DiscordLinks:
             .limit(limit + 1)
         )
         async with self._sessions() as session:
-            rows = [(str(r[0]), str(r[1])) for r in (await session.execute(query)).all()]
+            rows = [
+                (str(r[0]), str(r[1]), r[2] == notification_modes.SILENT)
+                for r in (await session.execute(query)).all()
+            ]
         page = rows[:limit]
         return page, page[-1][0] if len(rows) > limit else ""
 

@@ -41,6 +41,9 @@ class PreferencesRow(Base):
     min_confidence: Mapped[float] = mapped_column(Float)
     notify_discord: Mapped[bool] = mapped_column(Boolean)
     notify_browser: Mapped[bool] = mapped_column(Boolean)
+    # kind of Discord DM → "on" | "silent" | "off" (auth_svc.notification_modes); a
+    # kind missing is on.
+    discord_modes: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

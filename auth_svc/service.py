@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from aifx.auth.v1 import auth_pb2, auth_pb2_grpc
+from auth_svc import notification_modes
 from auth_svc.accounts import PREFERENCE_FIELDS, Accounts, Preferences, SignedIn, User
 from auth_svc.discord_links import DiscordLink, DiscordLinks
 from auth_svc.signing_keys import SigningKey
@@ -51,6 +52,9 @@ def preferences_message(preferences: Preferences) -> auth_pb2.Preferences:
         notify_discord=preferences.notify_discord,
         notify_browser=preferences.notify_browser,
         update_time=timestamp(preferences.updated_at),
+        discord_notifications=auth_pb2.DiscordNotifications(
+            **{kind: _MODE_TO_PROTO[mode] for kind, mode in preferences.discord_modes.items()}
+        ),
     )
 
 
@@ -68,7 +72,26 @@ def preferences_input(message: auth_pb2.Preferences) -> PreferencesInput:
         min_confidence=message.min_confidence,
         notify_discord=message.notify_discord,
         notify_browser=message.notify_browser,
+        discord_modes={
+            kind: _mode(getattr(message.discord_notifications, kind))
+            for kind in notification_modes.KINDS
+        },
     )
+
+
+_MODE_TO_PROTO = {
+    notification_modes.ON: auth_pb2.NOTIFICATION_MODE_ON,
+    notification_modes.SILENT: auth_pb2.NOTIFICATION_MODE_SILENT,
+    notification_modes.OFF: auth_pb2.NOTIFICATION_MODE_OFF,
+}
+_MODE_FROM_PROTO = {number: mode for mode, number in _MODE_TO_PROTO.items()}
+
+
+def _mode(number: int) -> str | None:
+    """UNSPECIFIED keeps the current mode (None); an unknown number is refused later."""
+    if number == auth_pb2.NOTIFICATION_MODE_UNSPECIFIED:
+        return None
+    return _MODE_FROM_PROTO.get(number, str(number))
 
 
 class AuthService(auth_pb2_grpc.AuthServiceServicer):
@@ -184,8 +207,11 @@ class AuthInternalService(auth_pb2_grpc.AuthInternalServiceServicer):
         require_service_token(context, self._service_token)
         user = await self._accounts.get_user(request.user_id)
         preferences = await self._accounts.get_preferences(user.id)
+        link = await self._links.for_user(user.id)
         return auth_pb2.GetUserPreferencesResponse(
-            user=user_message(user), preferences=preferences_message(preferences)
+            user=user_message(user),
+            preferences=preferences_message(preferences),
+            discord=discord_message(link) if link else None,
         )
 
     async def LinkDiscordAccount(  # noqa: N802
@@ -241,8 +267,22 @@ class AuthInternalService(auth_pb2_grpc.AuthInternalServiceServicer):
         )
         return auth_pb2.ListSignalRecipientsResponse(
             recipients=[
-                auth_pb2.SignalRecipient(user_id=user_id, discord_user_id=discord_id)
-                for user_id, discord_id in page
+                auth_pb2.SignalRecipient(user_id=user_id, discord_user_id=discord_id, silent=silent)
+                for user_id, discord_id, silent in page
             ],
             next_page_token=next_token,
+        )
+
+    async def IssueDiscordUserToken(  # noqa: N802
+        self, request: auth_pb2.IssueDiscordUserTokenRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.IssueDiscordUserTokenResponse:
+        require_service_token(context, self._service_token)
+        link = await self._links.by_discord_id(request.discord_user_id)
+        user = await self._accounts.get_user(link.user_id)
+        token, expires_in = self._accounts.delegated_access_token(user.id)
+        return auth_pb2.IssueDiscordUserTokenResponse(
+            user=user_message(user),
+            discord=discord_message(link),
+            access_token=token,
+            expires_in=expires_in,
         )

@@ -38,13 +38,14 @@ class TokenIssuer:
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
 
-    def access_token(self, user_id: str, now: datetime) -> str:
+    def access_token(self, user_id: str, now: datetime, ttl: int | None = None) -> str:
+        """A user access token valid `ttl` seconds (default: access_ttl)."""
         claims = {
             "iss": self._issuer,
             "aud": self._audience,
             "sub": user_id,
             "iat": int(now.timestamp()),
-            "exp": int(now.timestamp()) + self.access_ttl,
+            "exp": int(now.timestamp()) + (self.access_ttl if ttl is None else ttl),
             "jti": uuid.uuid4().hex,
             "scope": USER_SCOPE,
         }

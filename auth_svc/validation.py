@@ -4,7 +4,7 @@ ViolationCollector, so one answer names all of them."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -50,9 +50,9 @@ def check_new_password(raw: str, errors: ViolationCollector, field: str = "passw
 def require_fields(**values: str) -> None:
     """Refuse the request, naming each of `values` that is empty."""
     errors = ViolationCollector()
-    for field, value in values.items():
+    for name, value in values.items():
         if not value:
-            errors.add(field, "is required")
+            errors.add(name, "is required")
     errors.raise_if_any()
 
 
@@ -66,3 +66,6 @@ class PreferencesInput:
     min_confidence: float
     notify_discord: bool
     notify_browser: bool
+    # Kind of Discord DM → "on" | "silent" | "off", or None to keep it; an unknown
+    # enum number is passed on as its digits and refused.
+    discord_modes: dict[str, str | None] = field(default_factory=dict)

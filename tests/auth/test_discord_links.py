@@ -346,3 +346,107 @@ async def test_recipient_queries_name_the_bad_field(auth, fields, field):
         )
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and field in violated_fields(error)
+
+
+# --- per-kind DM modes, and the bot acting as a linked user -----------------------------
+
+
+async def test_signal_dms_off_leave_a_user_out_and_silent_ones_are_flagged(auth):
+    from aifx.common.v1 import market_pb2
+
+    h1 = market_pb2.TIMEFRAME_H1
+    pair = "NZD/USD"  # a pair no other test's user names
+    base = {"pairs": [pair], "timeframes": [h1], "min_confidence": 0.1, "notify_discord": True}
+    loud = await linked_trader(auth, **base)
+    quiet = await linked_trader(
+        auth,
+        **base,
+        discord_notifications=auth_pb2.DiscordNotifications(
+            signal=auth_pb2.NOTIFICATION_MODE_SILENT
+        ),
+    )
+    off = await linked_trader(
+        auth,
+        **base,
+        discord_notifications=auth_pb2.DiscordNotifications(
+            signal=auth_pb2.NOTIFICATION_MODE_OFF,
+            take_profit_hit=auth_pb2.NOTIFICATION_MODE_ON,
+        ),
+    )
+    reply = await recipients(auth, pair, h1, 0.5)
+    assert {r.user_id: r.silent for r in reply.recipients} == {loud[0]: False, quiet[0]: True}
+    assert off[0] not in {r.user_id for r in reply.recipients}
+
+
+async def test_modes_are_kept_per_kind_and_an_unspecified_kind_is_unchanged(auth):
+    from google.protobuf import field_mask_pb2
+
+    token = (await register(auth)).tokens.access_token
+    got = await stub(auth).GetPreferences(auth_pb2.GetPreferencesRequest(), metadata=bearer(token))
+    modes = got.preferences.discord_notifications
+    assert {modes.signal, modes.take_profit_hit, modes.position_closed} == {
+        auth_pb2.NOTIFICATION_MODE_ON
+    }
+
+    async def update(**kinds):
+        return await stub(auth).UpdatePreferences(
+            auth_pb2.UpdatePreferencesRequest(
+                preferences=auth_pb2.Preferences(
+                    discord_notifications=auth_pb2.DiscordNotifications(**kinds)
+                ),
+                update_mask=field_mask_pb2.FieldMask(paths=["discord_notifications"]),
+            ),
+            metadata=bearer(token),
+        )
+
+    await update(stop_loss_hit=auth_pb2.NOTIFICATION_MODE_SILENT)
+    changed = await update(position_opened=auth_pb2.NOTIFICATION_MODE_OFF)
+    modes = changed.preferences.discord_notifications
+    assert modes.stop_loss_hit == auth_pb2.NOTIFICATION_MODE_SILENT
+    assert modes.position_opened == auth_pb2.NOTIFICATION_MODE_OFF
+    assert modes.signal == auth_pb2.NOTIFICATION_MODE_ON
+
+    error = await rpc_error(update(signal=7))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violated_fields(error) == ["preferences.discord_notifications.signal"]
+
+
+async def test_the_bot_gets_a_short_token_that_acts_as_the_linked_user(auth):
+    user_id, discord_id = await linked_trader(auth, min_confidence=0.4)
+    issued = await internal(auth).IssueDiscordUserToken(
+        auth_pb2.IssueDiscordUserTokenRequest(discord_user_id=discord_id),
+        metadata=credential(auth),
+    )
+    assert issued.user.id == user_id and issued.discord.discord_user_id == discord_id
+    assert 0 < issued.expires_in <= 300
+    prefs = await stub(auth).GetPreferences(
+        auth_pb2.GetPreferencesRequest(), metadata=bearer(issued.access_token)
+    )
+    assert prefs.preferences.min_confidence == pytest.approx(0.4)
+
+    for call in (
+        internal(auth).IssueDiscordUserToken(
+            auth_pb2.IssueDiscordUserTokenRequest(discord_user_id=unique_discord_id()),
+            metadata=credential(auth),
+        ),
+        internal(auth).IssueDiscordUserToken(
+            auth_pb2.IssueDiscordUserTokenRequest(discord_user_id=discord_id)
+        ),
+    ):
+        assert (await rpc_error(call)).code() in {
+            grpc.StatusCode.NOT_FOUND,
+            grpc.StatusCode.UNAUTHENTICATED,
+        }
+
+
+async def test_a_users_preferences_show_their_discord_link(auth):
+    user_id, discord_id = await linked_trader(auth, min_confidence=0.5)
+    reply = await internal(auth).GetUserPreferences(
+        auth_pb2.GetUserPreferencesRequest(user_id=user_id), metadata=credential(auth)
+    )
+    assert reply.discord.discord_user_id == discord_id and reply.discord.dm_reachable
+    unlinked = await register(auth)
+    reply = await internal(auth).GetUserPreferences(
+        auth_pb2.GetUserPreferencesRequest(user_id=unlinked.user.id), metadata=credential(auth)
+    )
+    assert not reply.HasField("discord")

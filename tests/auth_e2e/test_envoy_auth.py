@@ -38,6 +38,10 @@ DEFAULT_PREFERENCES = {
     "minConfidence": 0.6,
     "notifyDiscord": False,
     "notifyBrowser": True,
+    "discordNotifications": {
+        kind: "NOTIFICATION_MODE_ON"
+        for kind in ("signal", "takeProfitHit", "stopLossHit", "positionOpened", "positionClosed")
+    },
 }
 
 

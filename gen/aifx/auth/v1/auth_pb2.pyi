@@ -10,6 +10,7 @@ from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -20,6 +21,83 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _NotificationMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _NotificationModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NotificationMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    NOTIFICATION_MODE_UNSPECIFIED: _NotificationMode.ValueType  # 0
+    NOTIFICATION_MODE_ON: _NotificationMode.ValueType  # 1
+    """Sent, with a push notification (the default)."""
+    NOTIFICATION_MODE_SILENT: _NotificationMode.ValueType  # 2
+    """Sent without a push notification (Discord's suppress-notifications flag)."""
+    NOTIFICATION_MODE_OFF: _NotificationMode.ValueType  # 3
+    """Not sent."""
+
+class NotificationMode(_NotificationMode, metaclass=_NotificationModeEnumTypeWrapper):
+    """How a kind of Discord DM is delivered."""
+
+NOTIFICATION_MODE_UNSPECIFIED: NotificationMode.ValueType  # 0
+NOTIFICATION_MODE_ON: NotificationMode.ValueType  # 1
+"""Sent, with a push notification (the default)."""
+NOTIFICATION_MODE_SILENT: NotificationMode.ValueType  # 2
+"""Sent without a push notification (Discord's suppress-notifications flag)."""
+NOTIFICATION_MODE_OFF: NotificationMode.ValueType  # 3
+"""Not sent."""
+Global___NotificationMode: _TypeAlias = NotificationMode  # noqa: Y015
+
+@_typing.final
+class IssueDiscordUserTokenRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISCORD_USER_ID_FIELD_NUMBER: _builtins.int
+    discord_user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        discord_user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discord_user_id", b"discord_user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueDiscordUserTokenRequest: _TypeAlias = IssueDiscordUserTokenRequest  # noqa: Y015
+
+@_typing.final
+class IssueDiscordUserTokenResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    DISCORD_FIELD_NUMBER: _builtins.int
+    ACCESS_TOKEN_FIELD_NUMBER: _builtins.int
+    EXPIRES_IN_FIELD_NUMBER: _builtins.int
+    access_token: _builtins.str
+    """JWT to send as `authorization: Bearer <token>`."""
+    expires_in: _builtins.int
+    """Seconds until it expires (at most 5 minutes)."""
+    @_builtins.property
+    def user(self) -> Global___User: ...
+    @_builtins.property
+    def discord(self) -> Global___DiscordLink: ...
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+        discord: Global___DiscordLink | None = ...,
+        access_token: _builtins.str = ...,
+        expires_in: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["discord", b"discord", "user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "discord", b"discord", "expires_in", b"expires_in", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueDiscordUserTokenResponse: _TypeAlias = IssueDiscordUserTokenResponse  # noqa: Y015
 
 @_typing.final
 class ListSignalRecipientsRequest(_message.Message):
@@ -64,17 +142,21 @@ class SignalRecipient(_message.Message):
 
     USER_ID_FIELD_NUMBER: _builtins.int
     DISCORD_USER_ID_FIELD_NUMBER: _builtins.int
+    SILENT_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     discord_user_id: _builtins.str
+    silent: _builtins.bool
+    """Their signal DMs are NOTIFICATION_MODE_SILENT: sent without a push notification."""
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         discord_user_id: _builtins.str = ...,
+        silent: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["discord_user_id", b"discord_user_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discord_user_id", b"discord_user_id", "silent", b"silent", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -691,6 +773,7 @@ class Preferences(_message.Message):
     NOTIFY_DISCORD_FIELD_NUMBER: _builtins.int
     NOTIFY_BROWSER_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    DISCORD_NOTIFICATIONS_FIELD_NUMBER: _builtins.int
     min_confidence: _builtins.float
     """Signals below this confidence (0 to 1) are not delivered. Optional only so an
     update can tell "absent" from 0; always present in responses.
@@ -711,6 +794,12 @@ class Preferences(_message.Message):
 
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def discord_notifications(self) -> Global___DiscordNotifications:
+        """How each kind of Discord DM is delivered. On update, a kind left
+        NOTIFICATION_MODE_UNSPECIFIED keeps its current mode.
+        """
+
     def __init__(
         self,
         *,
@@ -720,10 +809,11 @@ class Preferences(_message.Message):
         notify_discord: _builtins.bool | None = ...,
         notify_browser: _builtins.bool | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        discord_notifications: Global___DiscordNotifications | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "_notify_browser", b"_notify_browser", "_notify_discord", b"_notify_discord", "min_confidence", b"min_confidence", "notify_browser", b"notify_browser", "notify_discord", b"notify_discord", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "_notify_browser", b"_notify_browser", "_notify_discord", b"_notify_discord", "discord_notifications", b"discord_notifications", "min_confidence", b"min_confidence", "notify_browser", b"notify_browser", "notify_discord", b"notify_discord", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "_notify_browser", b"_notify_browser", "_notify_discord", b"_notify_discord", "min_confidence", b"min_confidence", "notify_browser", b"notify_browser", "notify_discord", b"notify_discord", "pairs", b"pairs", "timeframes", b"timeframes", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence", "_notify_browser", b"_notify_browser", "_notify_discord", b"_notify_discord", "discord_notifications", b"discord_notifications", "min_confidence", b"min_confidence", "notify_browser", b"notify_browser", "notify_discord", b"notify_discord", "pairs", b"pairs", "timeframes", b"timeframes", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__min_confidence: _TypeAlias = _typing.Literal["min_confidence"]  # noqa: Y015
     _WhichOneofArgType__min_confidence: _TypeAlias = _typing.Literal["_min_confidence", b"_min_confidence"]  # noqa: Y015
@@ -739,6 +829,44 @@ class Preferences(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__notify_discord) -> _WhichOneofReturnType__notify_discord | None: ...
 
 Global___Preferences: _TypeAlias = Preferences  # noqa: Y015
+
+@_typing.final
+class DiscordNotifications(_message.Message):
+    """The mode of each kind of Discord DM. `notify_discord` off turns them all off."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNAL_FIELD_NUMBER: _builtins.int
+    TAKE_PROFIT_HIT_FIELD_NUMBER: _builtins.int
+    STOP_LOSS_HIT_FIELD_NUMBER: _builtins.int
+    POSITION_OPENED_FIELD_NUMBER: _builtins.int
+    POSITION_CLOSED_FIELD_NUMBER: _builtins.int
+    signal: Global___NotificationMode.ValueType
+    """A signal matching the preferences."""
+    take_profit_hit: Global___NotificationMode.ValueType
+    """One of the user's positions closed at its take-profit."""
+    stop_loss_hit: Global___NotificationMode.ValueType
+    """One of the user's positions closed at its stop-loss."""
+    position_opened: Global___NotificationMode.ValueType
+    """A position opened."""
+    position_closed: Global___NotificationMode.ValueType
+    """A position closed by the user (or expired)."""
+    def __init__(
+        self,
+        *,
+        signal: Global___NotificationMode.ValueType = ...,
+        take_profit_hit: Global___NotificationMode.ValueType = ...,
+        stop_loss_hit: Global___NotificationMode.ValueType = ...,
+        position_opened: Global___NotificationMode.ValueType = ...,
+        position_closed: Global___NotificationMode.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["position_closed", b"position_closed", "position_opened", b"position_opened", "signal", b"signal", "stop_loss_hit", b"stop_loss_hit", "take_profit_hit", b"take_profit_hit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiscordNotifications: _TypeAlias = DiscordNotifications  # noqa: Y015
 
 @_typing.final
 class GetPreferencesRequest(_message.Message):
@@ -928,19 +1056,25 @@ class GetUserPreferencesResponse(_message.Message):
 
     USER_FIELD_NUMBER: _builtins.int
     PREFERENCES_FIELD_NUMBER: _builtins.int
+    DISCORD_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def user(self) -> Global___User: ...
     @_builtins.property
     def preferences(self) -> Global___Preferences: ...
+    @_builtins.property
+    def discord(self) -> Global___DiscordLink:
+        """The linked Discord account; absent when none is linked."""
+
     def __init__(
         self,
         *,
         user: Global___User | None = ...,
         preferences: Global___Preferences | None = ...,
+        discord: Global___DiscordLink | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["preferences", b"preferences", "user", b"user"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["discord", b"discord", "preferences", b"preferences", "user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["preferences", b"preferences", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discord", b"discord", "preferences", b"preferences", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

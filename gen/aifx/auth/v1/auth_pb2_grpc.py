@@ -572,6 +572,11 @@ class AuthInternalServiceStub:
                 request_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.ListSignalRecipientsRequest.SerializeToString,
                 response_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.ListSignalRecipientsResponse.FromString,
                 _registered_method=True)
+        self.IssueDiscordUserToken = channel.unary_unary(
+                '/aifx.auth.v1.AuthInternalService/IssueDiscordUserToken',
+                request_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.IssueDiscordUserTokenRequest.SerializeToString,
+                response_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.IssueDiscordUserTokenResponse.FromString,
+                _registered_method=True)
 
 
 class AuthInternalServiceServicer:
@@ -581,7 +586,7 @@ class AuthInternalServiceServicer:
     """
 
     def GetUserPreferences(self, request, context):
-        """One user's profile and preferences.
+        """One user's profile, preferences and Discord link (who gets a position event's DM).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -629,6 +634,15 @@ class AuthInternalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueDiscordUserToken(self, request, context):
+        """A short-lived access token of the AIFX user linked to a Discord user, so the bot
+        acts as that user — with their rights and no more — on the public RPCs (their
+        positions, performance, preferences). NOT_FOUND when the Discord user is unlinked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthInternalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -661,6 +675,11 @@ def add_AuthInternalServiceServicer_to_server(servicer, server):
                     servicer.ListSignalRecipients,
                     request_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.ListSignalRecipientsRequest.FromString,
                     response_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.ListSignalRecipientsResponse.SerializeToString,
+            ),
+            'IssueDiscordUserToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueDiscordUserToken,
+                    request_deserializer=aifx_dot_auth_dot_v1_dot_auth__pb2.IssueDiscordUserTokenRequest.FromString,
+                    response_serializer=aifx_dot_auth_dot_v1_dot_auth__pb2.IssueDiscordUserTokenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -828,6 +847,33 @@ class AuthInternalService:
             '/aifx.auth.v1.AuthInternalService/ListSignalRecipients',
             aifx_dot_auth_dot_v1_dot_auth__pb2.ListSignalRecipientsRequest.SerializeToString,
             aifx_dot_auth_dot_v1_dot_auth__pb2.ListSignalRecipientsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueDiscordUserToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aifx.auth.v1.AuthInternalService/IssueDiscordUserToken',
+            aifx_dot_auth_dot_v1_dot_auth__pb2.IssueDiscordUserTokenRequest.SerializeToString,
+            aifx_dot_auth_dot_v1_dot_auth__pb2.IssueDiscordUserTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -239,7 +239,7 @@ class AuthInternalServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AuthInternalServiceAsyncStub: ...
     GetUserPreferences: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetUserPreferencesRequest, _auth_pb2.GetUserPreferencesResponse]
-    """One user's profile and preferences."""
+    """One user's profile, preferences and Discord link (who gets a position event's DM)."""
     LinkDiscordAccount: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LinkDiscordAccountRequest, _auth_pb2.LinkDiscordAccountResponse]
     """Links the Discord user who sent `/link CODE` to the account that created the code.
     INVALID_ARGUMENT (field `code`) for an unknown, expired or spent code;
@@ -260,6 +260,11 @@ class AuthInternalServiceStub:
     and timeframe, whose minimum confidence it reaches, with Discord notifications on
     and DMs reachable. One indexed query per page, ordered by user id.
     """
+    IssueDiscordUserToken: _grpc.UnaryUnaryMultiCallable[_auth_pb2.IssueDiscordUserTokenRequest, _auth_pb2.IssueDiscordUserTokenResponse]
+    """A short-lived access token of the AIFX user linked to a Discord user, so the bot
+    acts as that user — with their rights and no more — on the public RPCs (their
+    positions, performance, preferences). NOT_FOUND when the Discord user is unlinked.
+    """
 
 @_typing.type_check_only
 class AuthInternalServiceAsyncStub(AuthInternalServiceStub):
@@ -270,7 +275,7 @@ class AuthInternalServiceAsyncStub(AuthInternalServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetUserPreferences: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetUserPreferencesRequest, _auth_pb2.GetUserPreferencesResponse]  # type: ignore[assignment]
-    """One user's profile and preferences."""
+    """One user's profile, preferences and Discord link (who gets a position event's DM)."""
     LinkDiscordAccount: _aio.UnaryUnaryMultiCallable[_auth_pb2.LinkDiscordAccountRequest, _auth_pb2.LinkDiscordAccountResponse]  # type: ignore[assignment]
     """Links the Discord user who sent `/link CODE` to the account that created the code.
     INVALID_ARGUMENT (field `code`) for an unknown, expired or spent code;
@@ -291,6 +296,11 @@ class AuthInternalServiceAsyncStub(AuthInternalServiceStub):
     and timeframe, whose minimum confidence it reaches, with Discord notifications on
     and DMs reachable. One indexed query per page, ordered by user id.
     """
+    IssueDiscordUserToken: _aio.UnaryUnaryMultiCallable[_auth_pb2.IssueDiscordUserTokenRequest, _auth_pb2.IssueDiscordUserTokenResponse]  # type: ignore[assignment]
+    """A short-lived access token of the AIFX user linked to a Discord user, so the bot
+    acts as that user — with their rights and no more — on the public RPCs (their
+    positions, performance, preferences). NOT_FOUND when the Discord user is unlinked.
+    """
 
 class AuthInternalServiceServicer(metaclass=_abc_1.ABCMeta):
     """Service-to-service calls (the notifier and signal fan-out look up who wants what).
@@ -304,7 +314,7 @@ class AuthInternalServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.GetUserPreferencesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.GetUserPreferencesResponse, _abc.Awaitable[_auth_pb2.GetUserPreferencesResponse]]:
-        """One user's profile and preferences."""
+        """One user's profile, preferences and Discord link (who gets a position event's DM)."""
 
     @_abc_1.abstractmethod
     def LinkDiscordAccount(
@@ -354,6 +364,17 @@ class AuthInternalServiceServicer(metaclass=_abc_1.ABCMeta):
         """Who gets a signal as a Discord DM: the linked users whose preferences name its pair
         and timeframe, whose minimum confidence it reaches, with Discord notifications on
         and DMs reachable. One indexed query per page, ordered by user id.
+        """
+
+    @_abc_1.abstractmethod
+    def IssueDiscordUserToken(
+        self,
+        request: _auth_pb2.IssueDiscordUserTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.IssueDiscordUserTokenResponse, _abc.Awaitable[_auth_pb2.IssueDiscordUserTokenResponse]]:
+        """A short-lived access token of the AIFX user linked to a Discord user, so the bot
+        acts as that user — with their rights and no more — on the public RPCs (their
+        positions, performance, preferences). NOT_FOUND when the Discord user is unlinked.
         """
 
 def add_AuthInternalServiceServicer_to_server(servicer: AuthInternalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
