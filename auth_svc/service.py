@@ -91,7 +91,7 @@ def _mode(number: int) -> str | None:
     """UNSPECIFIED keeps the current mode (None); an unknown number is refused later."""
     if number == auth_pb2.NOTIFICATION_MODE_UNSPECIFIED:
         return None
-    return _MODE_FROM_PROTO.get(number, str(number))
+    return _MODE_FROM_PROTO.get(auth_pb2.NotificationMode.ValueType(number), str(number))
 
 
 class AuthService(auth_pb2_grpc.AuthServiceServicer):

@@ -117,7 +117,9 @@ class _StreamInterceptor(grpc.aio.UnaryStreamClientInterceptor):
 class UnaryMethod(Protocol[ResponseT_co]):
     """A unary method of a grpc.aio stub."""
 
-    def __call__(self, request: Any, *, timeout: float | None = ...) -> Awaitable[ResponseT_co]: ...
+    def __call__(
+        self, request: Any, *, timeout: float | None = ..., metadata: Any = ...
+    ) -> Awaitable[ResponseT_co]: ...
 
 
 class StreamMethod(Protocol[ResponseT_co]):
@@ -169,11 +171,16 @@ class GrpcClient:
         request: Any,
         *,
         deadline_seconds: float | None = None,
+        metadata: tuple[tuple[str, str], ...] = (),
     ) -> ResponseT:
         """`method(request)` within `deadline_seconds` (default: the client's
-        timeout_seconds); a failure is the DomainError `domain_error` makes of it."""
+        timeout_seconds), with `metadata` added to every call's (e.g. the bearer token of
+        the user a service acts for); a failure is the DomainError `domain_error` makes
+        of it."""
         try:
-            return await method(request, timeout=deadline_seconds or self.timeout_seconds)
+            return await method(
+                request, timeout=deadline_seconds or self.timeout_seconds, metadata=metadata
+            )
         except grpc.aio.AioRpcError as error:
             raise domain_error(error, self.name) from error
 

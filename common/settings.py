@@ -105,6 +105,7 @@ class NetworkSettings(_Group):
     # The model server may be ours or a real tensorflow_model_server.
     auth_target: str = ""
     signal_target: str = ""
+    position_target: str = ""
     inference_target: str = ""
     model_server_target: str = ""
     # Peers whose X-Forwarded-For is trusted to name the real client, and whose
@@ -118,6 +119,10 @@ class NetworkSettings(_Group):
     @property
     def effective_signal_target(self) -> str:
         return self.signal_target or f"127.0.0.1:{self.signal_port}"
+
+    @property
+    def effective_position_target(self) -> str:
+        return self.position_target or f"127.0.0.1:{self.position_port}"
 
     @property
     def effective_inference_target(self) -> str:
@@ -297,6 +302,25 @@ class EdgeSettings(_Group):
     ]
 
 
+class DiscordSettings(_Group):
+    """The notifier: the Discord bot's token and where it finds Discord."""
+
+    # The bot token from the Discord developer portal (Bot → Reset Token). Empty: the
+    # bot is off and `make run` does not start the notifier.
+    discord_token: SecretStr = SecretStr("")
+    # Discord's REST API base; the gateway is asked of it (GET /gateway/bot). Point it at
+    # a stand-in (tests/discord_standin.py) to try the bot without Discord.
+    discord_api_base: str = "https://discord.com/api/v10"
+    # Servers whose slash commands are synced at start (they appear at once there);
+    # global commands are always synced and may take a while to show everywhere.
+    discord_command_guilds: CommaList = []
+    # The notifier's gRPC port (health and reflection only) and metrics port.
+    notifier_port: int = 50055
+    notifier_metrics_port: int = 9107
+    # DMs sent per pass over the ledger; a pass stops early when Discord struggles.
+    notifier_send_batch: int = Field(default=100, ge=1)
+
+
 class Settings(BaseModel):
     """Every setting, by concern; each has a default that runs the embedded stack on
     one machine."""
@@ -314,6 +338,7 @@ class Settings(BaseModel):
     tokens: TokenSettings
     logins: LoginSettings
     edge: EdgeSettings
+    discord: DiscordSettings
 
     @classmethod
     def load(cls, env_file: str | None = ENV_FILE, **overrides: Any) -> Self:

@@ -12,11 +12,21 @@ import structlog
 
 from notifier.ledger import Ledger, Owed
 from notifier.messages import SignalView, signal_embed
-from notifier.ports import DirectMessages, Reachability, Sent, SignalRecipients, Unreachable
+from notifier.ports import (
+    DirectMessages,
+    PositionOwners,
+    Reachability,
+    Sent,
+    SignalRecipients,
+    Unreachable,
+)
+from notifier.trading_messages import position_event_embed
+from notifier.views import PositionEventView
 
 log = structlog.get_logger(__name__)
 
 SIGNALS = "signals"
+POSITION_EVENTS = "position_events"
 SIGNAL = "signal"
 
 
@@ -31,14 +41,44 @@ class SignalFanout:
         """The id of the last signal already owed (the stream resumes after it)."""
         return await self._ledger.cursor(SIGNALS)
 
-    async def on_signal(self, signal: SignalView) -> int:
+    async def owe(self, signal: SignalView) -> int:
         """Owe `signal` to its recipients; how many deliveries are new."""
         people = await self._recipients.for_signal(signal)
         embed = signal_embed(signal)
         owed = [
-            Owed(SIGNAL, signal.id, user_id, discord_id, embed) for user_id, discord_id in people
+            Owed(SIGNAL, signal.id, p.user_id, p.discord_user_id, embed, silent=p.silent)
+            for p in people
         ]
         return await self._ledger.record(SIGNALS, signal.id, owed)
+
+
+class PositionFanout:
+    """Owes every position event (opened, take-profit or stop-loss hit, closed) to the
+    position's owner, when they are linked and have that kind of DM on or silent."""
+
+    def __init__(self, ledger: Ledger, owners: PositionOwners) -> None:
+        self._ledger = ledger
+        self._owners = owners
+
+    async def resume_after(self) -> str | None:
+        return await self._ledger.cursor(POSITION_EVENTS)
+
+    async def owe(self, event: PositionEventView) -> int:
+        owner = await self._owners.owner(event.position_user_id)
+        owed = []
+        if owner is not None and owner.dms and owner.modes.get(event.kind, "on") != "off":
+            owed.append(
+                Owed(
+                    event.kind,
+                    str(event.id),
+                    event.position_user_id,
+                    owner.discord_user_id,
+                    position_event_embed(event),
+                    silent=owner.modes.get(event.kind) == "silent",
+                )
+            )
+        # The cursor moves past every event, DM or not, so none is read twice.
+        return await self._ledger.record(POSITION_EVENTS, str(event.id), owed)
 
 
 class Sender:

@@ -1,8 +1,9 @@
-"""The notifier's two background loops: following the signal stream into the ledger, and
-sending what the ledger owes. Plain Python over the ports: no gRPC, no Discord.
+"""The notifier's background loops: following a stream (signals, position events) into
+the ledger, and sending what the ledger owes. Plain Python over the ports: no gRPC, no
+Discord.
 
-Following resumes after the last signal already owed (the ledger's cursor) on every
-(re)connection, so a broken stream or a restart neither skips nor repeats a signal's
+Following resumes after the last item already owed (the ledger's cursor) on every
+(re)connection, so a broken stream or a restart neither skips nor repeats an item's
 deliveries; a dependency that is down is retried with backoff, never given up on.
 Sending wakes when new deliveries are owed, or every `idle_seconds` to retry what a
 struggling Discord left pending.
@@ -13,54 +14,69 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import structlog
 
 from common.errors import DomainError
-from notifier.fanout import Sender, SignalFanout
-from notifier.messages import SignalView
+from notifier.fanout import Sender
 
 log = structlog.get_logger(__name__)
 
 RECONNECT_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 
-class Signals(Protocol):
-    def signals(self, resume_after_id: str | None) -> AsyncIterator[SignalView]:
-        """Every signal after `resume_after_id` (replayed, then live)."""
+Item = TypeVar("Item")
+Item_contra = TypeVar("Item_contra", contravariant=True)
+
+# Every item of a stream after the given cursor (replayed, then live).
+Stream = Callable[[str | None], AsyncIterator[Item]]
+
+
+class Fanout(Protocol[Item_contra]):
+    async def resume_after(self) -> str | None:
+        """The cursor of the last item already owed."""
+        ...
+
+    async def owe(self, item: Item_contra) -> int:
+        """Record the deliveries `item` needs; how many are new."""
         ...
 
 
-async def follow_signals(
-    stream: Signals,
-    fanout: SignalFanout,
+async def follow(
+    name: str,
+    stream: Stream[Item],
+    fanout: Fanout[Item],
     owed: asyncio.Event,
     *,
     backoff: tuple[float, ...] = RECONNECT_BACKOFF,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
-    """Owe every signal to its recipients, forever; sets `owed` when there is news."""
+    """Owe every item of `stream` (signals, position events) to its recipients,
+    forever; sets `owed` when there is news."""
     failures = 0
     while True:
         try:
-            async for signal in stream.signals(await fanout.resume_after()):
-                if await fanout.on_signal(signal):
+            async for item in stream(await fanout.resume_after()):
+                if await fanout.owe(item):
                     owed.set()
                 failures = 0
-            log.info("signal stream ended; following again")
+            log.info("stream ended; following again", stream=name)
         except DomainError as error:
-            log.warning("signal stream failed; following again", error=error.message)
+            log.warning("stream failed; following again", stream=name, error=error.message)
         wait = backoff[min(failures, len(backoff) - 1)]
         failures += 1
         await sleep(wait)
 
 
-async def send_owed(sender: Sender, owed: asyncio.Event, *, idle_seconds: float = 1.0) -> None:
-    """Send pending deliveries whenever some are owed (and every `idle_seconds`)."""
+async def send_owed(
+    sender: Sender, owed: asyncio.Event, *, idle_seconds: float = 1.0, batch: int = 100
+) -> None:
+    """Send pending deliveries whenever some are owed (and every `idle_seconds`), up to
+    `batch` per pass."""
     while True:
         owed.clear()
-        while await sender.send_pending():
+        while await sender.send_pending(batch):
             pass  # a full pass sent something: there may be more
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(owed.wait(), idle_seconds)

@@ -355,7 +355,7 @@ async def test_signal_dms_off_leave_a_user_out_and_silent_ones_are_flagged(auth)
     from aifx.common.v1 import market_pb2
 
     h1 = market_pb2.TIMEFRAME_H1
-    pair = "NZD/USD"  # a pair no other test's user names
+    pair = "GBP/CHF"  # a pair no other test's user names
     base = {"pairs": [pair], "timeframes": [h1], "min_confidence": 0.1, "notify_discord": True}
     loud = await linked_trader(auth, **base)
     quiet = await linked_trader(

@@ -34,11 +34,12 @@ async def test_recipients_across_pages_and_closed_dms_through_auth(auth, monkeyp
         "auth_svc", f"127.0.0.1:{auth.server.port}", service_token=load_service_token(auth.settings)
     )
     try:
-        people = clients.AuthClient(client)
+        people = clients.AuthClient(client, client)
         wanted = dataclasses.replace(signal(), pair="NZD/USD", confidence=0.5)
-        assert await people.for_signal(wanted) == made
+        assert [(r.user_id, r.discord_user_id) for r in await people.for_signal(wanted)] == made
         await people.dms_closed(made[0][1])
-        assert await people.for_signal(wanted) == made[1:]
+        found = await people.for_signal(wanted)
+        assert [(r.user_id, r.discord_user_id) for r in found] == made[1:]
     finally:
         await client.close()
 

@@ -79,7 +79,7 @@ async def test_signals_reach_discord_once_each_through_the_ledger(discord_rest, 
     rest.closed_dms.add("222")
     fanout = SignalFanout(ledger, Recipients(PEOPLE))
     for _ in range(2):
-        await fanout.on_signal(signal())
+        await fanout.owe(signal())
     closed = Closed()
     assert await Sender(ledger, dms, closed).send_pending() == 4
     assert [len(rest.dms_to(user)) for user in ("111", "222", "333")] == [2, 0, 2]

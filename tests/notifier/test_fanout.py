@@ -15,7 +15,7 @@ from common.migrations import upgrade
 from notifier.fanout import SIGNALS, Sender, SignalFanout
 from notifier.ledger import Delivery, Ledger
 from notifier.messages import SignalView
-from notifier.ports import Outcome, Sent, TryLater, Unreachable
+from notifier.ports import Outcome, Recipient, Sent, TryLater, Unreachable
 from tests.notifier.test_messages import view
 
 
@@ -40,8 +40,8 @@ class Recipients:
     def __init__(self, people: list[tuple[str, str]]) -> None:
         self.people = people
 
-    async def for_signal(self, signal: SignalView) -> list[tuple[str, str]]:
-        return list(self.people)
+    async def for_signal(self, signal: SignalView) -> list[Recipient]:
+        return [Recipient(user, discord_id) for user, discord_id in self.people]
 
 
 class FakeDiscord:
@@ -96,8 +96,8 @@ async def test_each_recipient_gets_one_dm_per_signal_even_when_read_twice(ledger
     fanout = SignalFanout(ledger, Recipients(PEOPLE))
     discord, closed = FakeDiscord(), Closed()
     first = signal()
-    assert await fanout.on_signal(first) == 3
-    assert await fanout.on_signal(first) == 0  # the stream replayed it after a restart
+    assert await fanout.owe(first) == 3
+    assert await fanout.owe(first) == 0  # the stream replayed it after a restart
     assert await fanout.resume_after() == first.id
     assert await Sender(ledger, discord, closed).send_pending() == 3
     assert await Sender(ledger, discord, closed).send_pending() == 0
@@ -108,7 +108,7 @@ async def test_each_recipient_gets_one_dm_per_signal_even_when_read_twice(ledger
 async def test_a_crash_between_sending_and_marking_costs_no_duplicate(ledger):
     fanout = SignalFanout(ledger, Recipients(PEOPLE))
     discord = FakeDiscord()
-    await fanout.on_signal(signal())
+    await fanout.owe(signal())
     # The notifier sent the first DM, then died before recording it as sent.
     [first, *_] = await ledger.pending()
     await discord.send(first)
@@ -122,7 +122,7 @@ async def test_closed_dms_are_given_up_on_at_once(ledger):
     discord, closed = FakeDiscord(), Closed()
     discord.closed.add("222")
     for _ in range(3):
-        await fanout.on_signal(signal())
+        await fanout.owe(signal())
     assert await Sender(ledger, discord, closed).send_pending() == 6
     # One refused request for that user, not one per signal.
     assert [user for user, _ in discord.requests].count("222") == 1
@@ -132,7 +132,7 @@ async def test_closed_dms_are_given_up_on_at_once(ledger):
 async def test_a_struggling_discord_delays_and_never_drops(ledger):
     fanout = SignalFanout(ledger, Recipients(PEOPLE))
     discord = FakeDiscord()
-    await fanout.on_signal(signal())
+    await fanout.owe(signal())
     discord.failing = True
     assert await Sender(ledger, discord, Closed()).send_pending() == 0
     assert len(await ledger.pending()) == 3  # nothing given up on

@@ -9,7 +9,7 @@ import contextlib
 
 from common.errors import Unavailable
 from notifier.fanout import Sender, SignalFanout
-from notifier.loops import follow_signals, send_owed
+from notifier.loops import follow, send_owed
 from tests.infra import eventually
 from tests.notifier.test_fanout import (  # noqa: F401 (fixtures)
     PEOPLE,
@@ -52,7 +52,7 @@ async def test_following_resumes_after_the_cursor_and_backs_off(ledger):  # noqa
     owed = asyncio.Event()
     fanout = SignalFanout(ledger, Recipients(PEOPLE[:1]))
     before = await fanout.resume_after()
-    task = asyncio.create_task(follow_signals(stream, fanout, owed, sleep=no_wait))
+    task = asyncio.create_task(follow("signals", stream.signals, fanout, owed, sleep=no_wait))
     try:
         await eventually(lambda: _cursor_is(fanout, ids[-1]), "every signal owed")
     finally:
@@ -81,8 +81,12 @@ async def test_a_stream_that_stays_down_is_retried_ever_more_slowly(ledger):  # 
             await asyncio.Event().wait()
 
     task = asyncio.create_task(
-        follow_signals(
-            Down(), SignalFanout(ledger, Recipients(PEOPLE)), asyncio.Event(), sleep=record
+        follow(
+            "signals",
+            Down().signals,
+            SignalFanout(ledger, Recipients(PEOPLE)),
+            asyncio.Event(),
+            sleep=record,
         )
     )
     try:
@@ -103,7 +107,7 @@ async def test_sending_wakes_when_something_is_owed(ledger):  # noqa: F811
     owed = asyncio.Event()
     task = asyncio.create_task(send_owed(Sender(ledger, discord, Closed()), owed, idle_seconds=60))
     try:
-        await SignalFanout(ledger, Recipients(PEOPLE)).on_signal(signal())
+        await SignalFanout(ledger, Recipients(PEOPLE)).owe(signal())
         owed.set()
         await eventually(lambda: _all_sent(ledger), "the owed DMs sent", within=5)
         assert len(discord.created) == 3
