@@ -68,7 +68,7 @@ test:
 
 run:
 	$(PY) -m common.migrations
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile $$($(PY) scripts/run_processes.py)
 
 bench:
 	$(PY) bench/getme_load.py
