@@ -34,11 +34,7 @@ COMMANDS = (
     ("/status", "model, data and services", "/status"),
     ("/link code", "link your AIFX account", "/link K7QX2MPD"),
     ("/unlink", "unlink it", "/unlink"),
-    (
-        "/channel set #channel [pairs] [min_confidence]",
-        "server admins: a signal channel",
-        "/channel set #signals EURUSD,GBPUSD 0.6",
-    ),
+    ("/help", "this list", "/help"),
 )
 
 

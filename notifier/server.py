@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+import discord
 import grpc
 import structlog
 
@@ -44,6 +45,7 @@ BOT_OFF = (
 def build(settings: Settings) -> ServiceSpec:
     """The notifier's parts, ready to run; call inside the running event loop."""
     network = settings.network
+    api_base = settings.discord.discord_api_base
     credential = load_service_token(settings)
 
     def client(name: str, target: str, *, as_service: bool = True) -> GrpcClient:
@@ -77,11 +79,9 @@ def build(settings: Settings) -> ServiceSpec:
     signals, positions = SignalStream(signal), PositionEventStream(position)
     tasks: list[asyncio.Task[None]] = []
 
-    async def start() -> None:
-        token = settings.discord.discord_token.get_secret_value()
-        tasks.append(asyncio.create_task(bot.start(token), name="discord"))
-        await bot.wait_until_ready()
-        log.info("discord ready", user=str(bot.user), api=settings.discord.discord_api_base)
+    def follow_streams() -> None:
+        """Owing needs no Discord: follow from the start, so no event passes while the
+        bot connects (a first run follows live, from when it starts)."""
         tasks.append(
             asyncio.create_task(
                 follow("signals", signals.signals, SignalFanout(ledger, accounts), owed),
@@ -99,14 +99,25 @@ def build(settings: Settings) -> ServiceSpec:
                 name="follow-positions",
             )
         )
-        tasks.append(
-            asyncio.create_task(
-                send_owed(sender, owed, batch=settings.discord.notifier_send_batch), name="send"
-            )
-        )
+
+    async def start_discord() -> None:
+        """Log in (REST: enough to send DMs), then connect to the gateway for slash
+        commands. A token Discord refuses is said plainly; the notifier then reports
+        NOT_SERVING and owes DMs until it is restarted with a good one."""
+        try:
+            await bot.login(settings.discord.discord_token.get_secret_value())
+        except discord.LoginFailure:
+            log.error("Discord refused AIFX_DISCORD_TOKEN; the bot is off", api=api_base)
+            return
+        batch = settings.discord.notifier_send_batch
+        tasks.append(asyncio.create_task(send_owed(sender, owed, batch=batch), name="send"))
+        tasks.append(asyncio.create_task(bot.connect(), name="discord"))
+        await bot.wait_until_ready()
+        log.info("discord ready", user=str(bot.user), api=api_base)
 
     def register(server: grpc.aio.Server) -> None:
-        tasks.append(asyncio.create_task(start(), name="notifier-start"))
+        follow_streams()
+        tasks.append(asyncio.create_task(start_discord(), name="notifier-start"))
 
     async def release() -> None:
         await bot.close()

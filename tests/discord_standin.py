@@ -485,6 +485,7 @@ class DiscordStandin:
             ("POST", "/webhooks/{app}/{token}", self._followup),
             ("GET", "/webhooks/{app}/{token}/messages/{message}", self._get_webhook_message),
             ("PATCH", "/webhooks/{app}/{token}/messages/{message}", self._edit_webhook_message),
+            ("DELETE", "/webhooks/{app}/{token}/messages/{message}", self._delete_webhook_message),
         ]
         for method, path, handler in routes:
             app.router.add_route(method, api + path, handler)
@@ -982,6 +983,15 @@ class DiscordStandin:
             return _error(404, 10008, "Unknown Message")
         self._edit(message, request[BODY] or {}, request[FILES])
         return _json(message)
+
+    async def _delete_webhook_message(self, request: web.Request) -> web.Response:
+        """Deleting the original response (e.g. a public "thinking…" replaced by an
+        ephemeral refusal): recorded as `deleted` on it."""
+        message = self._webhook_message(request)
+        if message is None:
+            return _error(404, 10008, "Unknown Message")
+        message["deleted"] = True
+        return web.Response(status=204)
 
     # -- gateway ----------------------------------------------------------------------
 

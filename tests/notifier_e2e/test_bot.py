@@ -1,0 +1,179 @@
+"""The bot as traders use it: link, slash commands through the gateway, and DMs of the
+replay's signals and of a take-profit hit — exactly the ones the preferences select,
+each once."""
+
+from __future__ import annotations
+
+import re
+
+from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
+from tests.infra import eventually
+from tests.notifier_e2e.conftest import BotStack, linked_trader, new_discord_id
+
+EPHEMERAL = 1 << 6
+SUPPRESS_NOTIFICATIONS = 1 << 12
+SIGNAL_FOOTER = re.compile(r"AIFX signal (\d+) ")
+
+
+def signal_ids(messages: list[dict]) -> list[int]:
+    ids = []
+    for message in messages:
+        match = SIGNAL_FOOTER.match(message["embeds"][0].get("footer", {}).get("text", ""))
+        if match:
+            ids.append(int(match.group(1)))
+    return ids
+
+
+async def test_a_linked_user_gets_each_matching_signal_once_and_silently_when_asked(bot: BotStack):
+    trader = await linked_trader(
+        bot,
+        pairs=["EUR/USD"],
+        timeframes=["1h"],
+        minConfidence=0.0,
+        notifyDiscord=True,
+        discordNotifications={"signal": "silent"},
+    )
+    dms = await eventually(
+        lambda: (m := bot.standin.dms_to(trader.discord_id)) and len(m) >= 4 and m,
+        "four signal DMs",
+        within=60.0,
+    )
+    ids = signal_ids(dms)
+    assert len(ids) == len(dms) and len(set(ids)) == len(ids), "one DM per signal, never two"
+    assert all(m["flags"] & SUPPRESS_NOTIFICATIONS for m in dms)
+    assert all(m["embeds"][0]["title"].startswith("EUR/USD 1h — ") for m in dms)
+    # Every EUR/USD 1h signal from the first DM'd to the last was DM'd: none skipped.
+    page = await signal_pb2_grpc.SignalServiceStub(bot.edge.signal_channel).ListSignals(
+        signal_pb2.ListSignalsRequest(pair="EUR/USD", page_size=500),
+        metadata=bot.edge.service_credential,
+    )
+    stored = sorted(int(s.id) for s in page.signals if s.timeframe == 2)
+    assert [i for i in stored if min(ids) <= i <= max(ids)] == sorted(ids)
+
+
+async def test_signal_answers_in_the_open_and_refusals_only_to_the_asker(bot: BotStack):
+    asker = new_discord_id()
+    record = await bot.standin.interact(
+        "signal", {"pair": "eurusd", "timeframe": "H1"}, user_id=asker
+    )
+    kind, data = await record.wait_for_response()
+    assert kind == 5 and not (data or {}).get("flags", 0) & EPHEMERAL  # deferred, public
+    [message] = await record.wait_for_followups()
+    embed = message["embeds"][0]
+    assert embed["title"].startswith("EUR/USD 1h — ")
+    names = {f["name"] for f in embed["fields"]}
+    assert {"Confidence", "Entry", "Stop-loss", "Take-profit", "Risk/reward", "Source"} <= names
+
+    record = await bot.standin.interact("signal", {"pair": "EURXYZ"}, user_id=asker)
+    [refusal] = await record.wait_for_followups()
+    assert refusal["flags"] & EPHEMERAL and record.original and record.original.get("deleted")
+    assert "pair" in refusal["embeds"][0]["description"]
+
+
+async def test_commands_that_need_an_account_tell_an_unlinked_user_how_to_link(bot: BotStack):
+    for command in ("positions", "performance", "subscribe", "unlink"):
+        options = {"pair": "EURUSD"} if command == "subscribe" else {}
+        reply = await bot.command(command, options, user=new_discord_id())
+        assert reply["flags"] & EPHEMERAL
+        assert reply["embeds"][0]["title"] == "Your Discord account is not linked", command
+        assert "/link" in reply["embeds"][0]["description"]
+
+
+async def test_a_wrong_link_code_is_refused_with_what_to_do(bot: BotStack):
+    reply = await bot.command("link", {"code": "ZZZZZZZZ"}, user=new_discord_id())
+    assert reply["flags"] & EPHEMERAL
+    assert "code" in reply["embeds"][0]["description"]
+
+
+async def test_pairs_autocomplete_from_list_pairs(bot: BotStack):
+    record = await bot.standin.interact(
+        "signal", {"pair": "usdj"}, user_id=new_discord_id(), focused="pair"
+    )
+    kind, data = await record.wait_for_response()
+    assert kind == 8 and [c["value"] for c in data["choices"]] == ["USD/JPY"]
+
+
+async def test_subscribe_preferences_and_unsubscribe(bot: BotStack):
+    trader = await linked_trader(bot)
+    reply = await bot.command(
+        "subscribe",
+        {"pair": "gbpusd", "timeframe": "4h", "min_confidence": 0.7},
+        user=trader.discord_id,
+    )
+    fields = {f["name"]: f["value"] for f in reply["embeds"][0]["fields"]}
+    assert "GBP/USD" in fields["Pairs"] and "4h" in fields["Timeframes"]
+    assert fields["Minimum confidence"] == "70%" and fields["Discord DMs"] == "on"
+
+    reply = await bot.command(
+        "preferences", {"kind": "stop_loss_hit", "mode": "off"}, user=trader.discord_id
+    )
+    assert "Stop-loss hits: off" in reply["embeds"][0]["fields"][-1]["value"]
+    reply = await bot.command("preferences", {"min_confidence": 1.5}, user=trader.discord_id)
+    assert "min_confidence" in reply["embeds"][0]["description"]
+
+    reply = await bot.command("unsubscribe", {"pair": "GBP/USD"}, user=trader.discord_id)
+    fields = {f["name"]: f["value"] for f in reply["embeds"][0]["fields"]}
+    assert "GBP/USD" not in fields["Pairs"]
+    reply = await bot.command("unsubscribe", {"pair": "GBP/USD"}, user=trader.discord_id)
+    assert reply["embeds"][0]["title"] == "You are not subscribed to GBP/USD"
+
+
+async def test_positions_a_take_profit_dm_and_performance_with_its_chart(bot: BotStack):
+    trader = await linked_trader(bot, notifyDiscord=True, pairs=["EUR/USD"], minConfidence=1.0)
+    price = await bot.edge.market_price()
+    async with bot.http() as http:
+        opened = await http.post(
+            "/api/v1/positions",
+            headers=trader.bearer,
+            json={
+                "pair": "EURUSD",
+                "side": "buy",
+                "lotSize": "0.10",
+                "takeProfit": f"{price.price + 0.0001:.5f}",
+                "stopLoss": f"{price.price - 0.05:.5f}",
+            },
+        )
+        assert opened.status_code == 200, opened.text
+    reply = await bot.command("positions", user=trader.discord_id)
+    embed = reply["embeds"][0]
+    assert reply["flags"] & EPHEMERAL
+    assert embed["title"] in {"Open positions (1)", "No open positions"}  # it may have closed
+
+    kinds = await eventually(
+        lambda: (
+            (t := [m["embeds"][0]["title"] for m in bot.standin.dms_to(trader.discord_id)])
+            and "Take-profit hit: EUR/USD" in t
+            and t
+        ),
+        "the take-profit DM",
+        within=60.0,
+    )
+    assert (
+        kinds.count("Take-profit hit: EUR/USD") == 1
+        and kinds.count("Position opened: EUR/USD") == 1
+    )
+
+    reply = await bot.command("performance", {"period": "all"}, user=trader.discord_id)
+    fields = {f["name"]: f["value"] for f in reply["embeds"][0]["fields"]}
+    assert fields["Trades"] == "1 (1 won, 0 lost)" and fields["Win rate"] == "100%"
+    assert reply["embeds"][0]["image"]["url"] == "attachment://equity.png"
+    [attachment] = reply["attachments"]
+    assert attachment["filename"] == "equity.png"
+    uploaded = [f for r in bot.standin.requests for f in r.files if f.filename == "equity.png"]
+    assert uploaded and uploaded[-1].data.startswith(b"\x89PNG")
+
+
+async def test_status_shows_the_model_the_data_and_every_service(bot: BotStack):
+    trader = await linked_trader(bot)
+    reply = await bot.command("status", user=trader.discord_id)
+    fields = {f["name"]: f["value"] for f in reply["embeds"][0]["fields"]}
+    assert fields["Services"].count("🟢") == 4 and "🔴" not in fields["Services"]
+    assert "lstm" in fields["Model"] and "replay" in fields["Market data"]
+    assert "DMs reach you" in fields["You"]
+
+
+async def test_help_lists_every_command(bot: BotStack):
+    reply = await bot.command("help", user=new_discord_id())
+    usages = " ".join(f["name"] for f in reply["embeds"][0]["fields"])
+    for command in bot.standin.commands:
+        assert f"/{command['name']}" in usages
