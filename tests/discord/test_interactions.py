@@ -11,11 +11,13 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import aiohttp
 import discord
 import pytest
 from discord import app_commands
 
 from tests.discord_standin import (
+    APPLICATION_ID,
     DEFERRED_CHANNEL_MESSAGE,
     EPHEMERAL,
     DiscordStandin,
@@ -217,3 +219,18 @@ async def test_a_callback_after_the_deadline_is_unknown_interaction(standin, bot
     [error] = bot.errors
     assert isinstance(error, discord.NotFound) and error.code == 10062
     assert interaction.callbacks == []
+
+
+async def test_a_second_callback_and_an_early_followup_are_refused(standin, bot):
+    interaction = await standin.interact("slow", user_id=USER)
+    api = standin.api_base
+    followup = f"{api}/webhooks/{APPLICATION_ID}/{interaction.token}"
+    async with aiohttp.ClientSession() as session:
+        async with session.post(followup, json={"content": "too early"}) as early:
+            assert early.status == 404 and (await early.json())["code"] == 10015
+        bot.release.set()
+        await interaction.wait_for_response(timeout=5)
+        callback = f"{api}/interactions/{interaction.id}/{interaction.token}/callback"
+        async with session.post(callback, json={"type": 4, "data": {"content": "again"}}) as again:
+            assert again.status == 400 and (await again.json())["code"] == 40060
+    assert interaction.callbacks == [(4, interaction.callbacks[0][1])]
