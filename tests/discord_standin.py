@@ -51,6 +51,7 @@ TOKEN = "standin-token"
 BOT_ID = "400000000000000001"
 APPLICATION_ID = "400000000000000002"
 OWNER_ID = "400000000000000009"
+USER_ID = "300000000000000001"  # whoever interacts unless a test says otherwise
 BOT_USER: dict[str, Any] = {
     "id": BOT_ID,
     "username": "AIFX",
@@ -73,8 +74,13 @@ DEFERRED_UPDATE_MESSAGE = 6
 UPDATE_MESSAGE = 7
 AUTOCOMPLETE_RESULT = 8
 
-# Application command option types whose values Discord resolves into objects.
-OPTION_SUBCOMMAND, OPTION_GROUP = 1, 2
+# Interaction types (what the user did).
+APPLICATION_COMMAND = 2
+MESSAGE_COMPONENT = 3
+AUTOCOMPLETE = 4
+
+# Application command option types whose values Discord resolves into objects, and how
+# every option type's value is written.
 OPTION_USER, OPTION_CHANNEL = 6, 7
 _OPTION_VALUE: dict[int, Callable[[Any], Any]] = {
     3: str,
@@ -91,7 +97,9 @@ _OPTION_VALUE: dict[int, Callable[[Any], Any]] = {
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # How often waits re-check conditions on state the stand-in is not told about.
 RECHECK_INTERVAL = 0.01
-# A REST request's parsed body and uploaded files, read once by the recording middleware.
+# A REST request's arrival time, parsed body and uploaded files, taken once by the
+# recording middleware (the global window counts arrivals by `Recorded.at`, in order).
+ARRIVED: web.RequestKey[float] = web.RequestKey("arrived", float)
 BODY: web.RequestKey[Any] = web.RequestKey("body", object)
 FILES: web.RequestKey[list[RecordedFile]] = web.RequestKey("files", list)
 
@@ -147,7 +155,9 @@ class RecordedFile:
 
 @dataclass
 class Recorded:
-    """One HTTP request as it reached the stand-in, with the status it was answered."""
+    """One REST request as it reached the stand-in (path relative to /api/v10, `body`
+    the JSON or multipart `payload_json`, `at` on the stand-in's clock), with the status
+    it was answered."""
 
     method: str
     path: str
@@ -407,7 +417,7 @@ class DiscordStandin:
         name: str,
         options: Mapping[str, Any] | None = None,
         *,
-        user_id: str = "300000000000000001",
+        user_id: str = USER_ID,
         guild_id: str | None = None,
         channel_id: str | None = None,
         focused: str | None = None,
@@ -427,7 +437,7 @@ class DiscordStandin:
         )
         if resolved:
             data["resolved"] = resolved
-        kind = 4 if focused else 2
+        kind = AUTOCOMPLETE if focused else APPLICATION_COMMAND
         return await self._dispatch_interaction(
             kind, data, user_id, guild_id, channel_id, permissions, locale, message=None
         )
@@ -437,7 +447,7 @@ class DiscordStandin:
         message: Mapping[str, Any] | str,
         custom_id: str,
         *,
-        user_id: str = "300000000000000001",
+        user_id: str = USER_ID,
         values: list[str] | None = None,
         permissions: int = MEMBER_PERMISSIONS,
         locale: str = "en-US",
@@ -452,7 +462,7 @@ class DiscordStandin:
             data["values"] = values
         channel = self._channels.get(current["channel_id"], {})
         return await self._dispatch_interaction(
-            3,
+            MESSAGE_COMPONENT,
             data,
             user_id,
             channel.get("guild_id"),
@@ -497,13 +507,13 @@ class DiscordStandin:
         """Record every REST request with its answer, and count the invalid ones."""
         if request.path == "/gateway":
             return await handler(request)
-        at = self.clock()
         body, files = await _read_body(request)
-        request[BODY], request[FILES] = body, files
+        at = self.clock()  # once the body is in: nothing awaits between this and admission
+        request[ARRIVED], request[BODY], request[FILES] = at, body, files
         try:
             response = await handler(request)
-        except web.HTTPException as exc:
-            response = exc
+        except web.HTTPException as exc:  # no such route or method: Discord's JSON 404/405
+            response = _error(exc.status, 0, f"{exc.status}: {exc.reason}")
         path = request.path.removeprefix("/api/v10")
         self.requests.append(
             Recorded(request.method, path, dict(request.query), body, files, response.status, at)
@@ -524,11 +534,13 @@ class DiscordStandin:
         token_routed = path.startswith(("/interactions/", "/webhooks/"))
         if not token_routed and request.headers.get("Authorization") != f"Bot {TOKEN}":
             return _error(401, 0, "401: Unauthorized")
+        if isinstance(request[BODY], str):
+            return _error(400, 50109, "The request body contains invalid JSON.")
         fault = self._take_fault(f"{request.method} {path}")
         if fault is not None:
             return fault
         if not token_routed:
-            limited = self._over_global_limit()
+            limited = self._over_global_limit(request[ARRIVED])
             if limited is not None:
                 return limited
         return await handler(request)
@@ -540,13 +552,13 @@ class DiscordStandin:
                 return fault.respond()
         return None
 
-    def _over_global_limit(self) -> web.Response | None:
-        """Count the request against the sliding one-second global window, or answer
-        429 global when the window is full."""
+    def _over_global_limit(self, now: float) -> web.Response | None:
+        """Count a request arriving at `now` against the sliding one-second global
+        window, or answer 429 global when the window is full."""
         if self.global_limit is None:
             return None
-        now = self.clock()
-        self._expire(self._global_window, 1.0)
+        while self._global_window and self._global_window[0] <= now - 1.0:
+            self._global_window.popleft()
         if len(self._global_window) >= self.global_limit:
             retry_after = max(self._global_window[0] + 1.0 - now, 0.001)
             return self._too_many(retry_after, global_=True)

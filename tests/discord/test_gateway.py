@@ -4,6 +4,11 @@ refused as Discord refuses it."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+from pathlib import Path
+
 import aiohttp
 import discord
 import pytest
@@ -14,8 +19,10 @@ from tests.discord_standin import (
     DiscordStandin,
     running_client,
     running_standin,
+    running_standin_server,
 )
 
+ROOT = Path(__file__).resolve().parents[2]
 GUILD = "700000000000000001"
 CHANNEL = "700000000000000002"
 
@@ -87,3 +94,20 @@ async def test_heartbeats_are_acknowledged_and_a_session_resumes(standin):
             await ws.send_json({"op": 6, "d": resume})
             resumed = await ws.receive_json(timeout=5)
             assert resumed["t"] == "RESUMED" and resumed["s"] == 2
+
+
+async def test_a_bot_in_another_process_is_pointed_here_by_the_api_base_alone():
+    async with running_standin_server() as standin:
+        assert discord.http.Route.BASE == "https://discord.com/api/v10"
+        env = {**os.environ, "AIFX_DISCORD_API_BASE": standin.api_base}
+        bot = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.discord.standin_bot", env=env, cwd=ROOT
+        )
+        try:
+            await standin.wait_until(lambda: bool(standin.commands), timeout=15, what="a sync")
+            interaction = await standin.interact("ping", user_id="300000000000000042")
+            _, data = await interaction.wait_for_response(timeout=5)
+            assert data is not None and data["content"] == "pong"
+        finally:
+            bot.terminate()
+            await bot.wait()

@@ -11,13 +11,18 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import aiohttp
 import discord
 import pytest
 from discord import app_commands
 
 from tests.discord_standin import (
+    APPLICATION_ID,
+    AUTOCOMPLETE_RESULT,
+    CHANNEL_MESSAGE,
     DEFERRED_CHANNEL_MESSAGE,
     EPHEMERAL,
+    UPDATE_MESSAGE,
     DiscordStandin,
     running_client,
     running_standin,
@@ -160,7 +165,7 @@ async def test_a_deferred_command_sends_its_embed_as_a_followup(standin, bot):
 async def test_an_ephemeral_reply_is_recorded_with_flag_64(standin, bot):
     interaction = await standin.interact("private", user_id=USER, guild_id=GUILD)
     kind, data = await interaction.wait_for_response(timeout=5)
-    assert kind == 4 and data is not None
+    assert kind == CHANNEL_MESSAGE and data is not None
     assert data["content"] == "just you" and data["flags"] & EPHEMERAL
     assert interaction.original is not None and interaction.original["flags"] & EPHEMERAL
 
@@ -174,7 +179,7 @@ async def test_typed_options_reach_the_command(standin, bot):
 async def test_autocomplete_answers_with_choices(standin, bot):
     interaction = await standin.interact("quote", {"pair": "EUR"}, user_id=USER, focused="pair")
     kind, data = await interaction.wait_for_response(timeout=5)
-    assert kind == 8 and data is not None
+    assert kind == AUTOCOMPLETE_RESULT and data is not None
     assert [c["value"] for c in data["choices"]] == ["EURUSD", "EURGBP"]
 
 
@@ -195,7 +200,7 @@ async def test_a_button_press_reaches_the_view_and_edits_the_message(standin, bo
     assert interaction.original is not None and interaction.original["content"] == "page 1"
     press = await standin.press(interaction.original, "page:next", user_id=USER)
     kind, data = await press.wait_for_response(timeout=5)
-    assert kind == 7 and data is not None and data["content"] == "page 2"
+    assert kind == UPDATE_MESSAGE and data is not None and data["content"] == "page 2"
     assert press.original is not None and press.original["id"] == interaction.original["id"]
     assert interaction.original["content"] == "page 2"
 
@@ -217,3 +222,18 @@ async def test_a_callback_after_the_deadline_is_unknown_interaction(standin, bot
     [error] = bot.errors
     assert isinstance(error, discord.NotFound) and error.code == 10062
     assert interaction.callbacks == []
+
+
+async def test_a_second_callback_and_an_early_followup_are_refused(standin, bot):
+    interaction = await standin.interact("slow", user_id=USER)
+    api = standin.api_base
+    followup = f"{api}/webhooks/{APPLICATION_ID}/{interaction.token}"
+    async with aiohttp.ClientSession() as session:
+        async with session.post(followup, json={"content": "too early"}) as early:
+            assert early.status == 404 and (await early.json())["code"] == 10015
+        bot.release.set()
+        await interaction.wait_for_response(timeout=5)
+        callback = f"{api}/interactions/{interaction.id}/{interaction.token}/callback"
+        async with session.post(callback, json={"type": 4, "data": {"content": "again"}}) as again:
+            assert again.status == 400 and (await again.json())["code"] == 40060
+    assert interaction.callbacks == [(CHANNEL_MESSAGE, interaction.callbacks[0][1])]
