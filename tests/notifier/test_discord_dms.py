@@ -1,6 +1,6 @@
-"""DMs through the unmodified discord.py HTTP client against a local Discord REST
-stand-in: the delivery's embed and nonce on the wire, a re-send after a crash answered
-with the first message, closed DMs reported unreachable, 429s waited out, and the whole
+"""DMs through the unmodified discord.py HTTP client against the local Discord stand-in:
+the delivery's embed and nonce on the wire, a re-send after a crash answered with the
+first message, closed DMs reported unreachable, 429s waited out, and the whole
 fan-out from ledger to Discord with nothing lost or doubled."""
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from notifier.discord_dms import DiscordDirectMessages
 from notifier.fanout import Sender, SignalFanout
 from notifier.ledger import Delivery
 from notifier.ports import Sent, Unreachable
-from tests.notifier.discord_rest import running_discord_rest
+from tests.discord_standin import TOKEN, running_standin
 from tests.notifier.test_fanout import PEOPLE, Closed, Recipients, ledger, migrated, signal  # noqa: F401
 
 
 @pytest.fixture
 async def discord_rest():
-    async with running_discord_rest() as rest:
+    async with running_standin() as rest:
         client = discord.Client(intents=discord.Intents.none())
-        await client.login("test-token")
+        await client.login(TOKEN)
         try:
             yield rest, DiscordDirectMessages(client)
         finally:
@@ -68,7 +68,7 @@ async def test_closed_dms_are_unreachable_and_rate_limits_are_waited_out(discord
     rest.closed_dms.add("222")
     refused = await dms.send(delivery(3, "222"))
     assert isinstance(refused, Unreachable) and "50007" in refused.reason
-    rest.rate_limit_next = 2
+    rest.rate_limit("POST /channels/", times=2)
     assert isinstance(await dms.send(delivery(4, "333")), Sent)
     assert len(rest.dms_to("333")) == 1
     assert sum(r.path.endswith("/messages") for r in rest.requests) >= 4  # two 429s retried
