@@ -3,6 +3,7 @@ Python."""
 
 from __future__ import annotations
 
+from notifier.channels import SignalChannel
 from notifier.messages import BUY_GREEN, INFO_BLUE, SELL_RED, WARN_AMBER, Embed, error_embed
 from notifier.views import PreferencesView, StatusView
 
@@ -34,6 +35,11 @@ COMMANDS = (
     ("/status", "model, data and services", "/status"),
     ("/link code", "link your AIFX account", "/link K7QX2MPD"),
     ("/unlink", "unlink it", "/unlink"),
+    (
+        "/channel set #channel [pairs] [min_confidence]",
+        "server admins: post matching signals in a channel (/channel show, /channel clear)",
+        "/channel set #signals EURUSD,GBPUSD 0.6",
+    ),
     ("/help", "this list", "/help"),
 )
 
@@ -107,6 +113,30 @@ def status_embed(status: StatusView) -> Embed:
             {"name": "Market data", "value": data, "inline": False},
             {"name": "Services", "value": services or "—", "inline": False},
             {"name": "You", "value": you, "inline": False},
+        ],
+    }
+
+
+def channel_embed(channel: SignalChannel | None) -> Embed:
+    """The server's signal channel, as `/channel` shows it."""
+    if channel is None:
+        return {
+            "title": "No signal channel",
+            "description": "Signals are not posted in this server. "
+            "`/channel set #channel` posts them in a channel.",
+            "color": INFO_BLUE,
+        }
+    return {
+        "title": "Signal channel",
+        "description": f"Signals are posted in <#{channel.channel_id}>, once each.",
+        "color": BUY_GREEN,
+        "fields": [
+            {"name": "Pairs", "value": ", ".join(channel.pairs) or "every pair", "inline": True},
+            {
+                "name": "Minimum confidence",
+                "value": f"{channel.min_confidence:.0%}",
+                "inline": True,
+            },
         ],
     }
 

@@ -95,7 +95,8 @@ class AifxBot(discord.Client):
         sync_guilds: list[int],
         **options: object,
     ) -> None:
-        super().__init__(intents=discord.Intents.none(), **options)  # type: ignore[arg-type]
+        # Guilds only (not privileged): the servers and channels `/channel set` names.
+        super().__init__(intents=discord.Intents(guilds=True), **options)  # type: ignore[arg-type]
         self.commands = commands
         self.api_base = api_base
         self.sync_guilds = sync_guilds
@@ -125,7 +126,12 @@ class AifxBot(discord.Client):
         **options: object,
     ) -> None:
         await interaction.response.defer(ephemeral=not public, thinking=True)
-        asker = Asker(str(interaction.user.id), interaction.user.name)
+        asker = Asker(
+            str(interaction.user.id),
+            interaction.user.name,
+            guild_id=None if interaction.guild_id is None else str(interaction.guild_id),
+            manages_guild=interaction.permissions.manage_guild,
+        )
         reply = await self.commands.run(asker, command, **options)
         await send_reply(interaction, reply, public=public)
 
@@ -237,6 +243,43 @@ def _register(tree: app_commands.CommandTree[AifxBot], bot: AifxBot) -> None:
     @tree.command(name="unlink", description="Unlink your AIFX account")
     async def unlink(interaction: discord.Interaction) -> None:
         await bot.answer(interaction, "unlink")
+
+    channel = app_commands.Group(
+        name="channel",
+        description="Server admins: a channel where matching signals are posted",
+        guild_only=True,
+        default_permissions=discord.Permissions(manage_guild=True),
+    )
+
+    @channel.command(name="set", description="Post matching signals in a channel")
+    @app_commands.describe(
+        channel="where to post",
+        pairs="comma-separated, e.g. EURUSD,GBPUSD (default: every pair)",
+        min_confidence="0 to 1: skip signals below it (default 0)",
+    )
+    async def channel_set(
+        interaction: discord.Interaction,
+        channel: discord.TextChannel,
+        pairs: str | None = None,
+        min_confidence: float | None = None,
+    ) -> None:
+        await bot.answer(
+            interaction,
+            "channel_set",
+            channel_id=str(channel.id),
+            pairs=pairs,
+            min_confidence=min_confidence,
+        )
+
+    @channel.command(name="show", description="The server's signal channel")
+    async def channel_show(interaction: discord.Interaction) -> None:
+        await bot.answer(interaction, "channel_show")
+
+    @channel.command(name="clear", description="Stop posting signals in this server")
+    async def channel_clear(interaction: discord.Interaction) -> None:
+        await bot.answer(interaction, "channel_clear")
+
+    tree.add_command(channel)
 
     @tree.command(name="help", description="What the bot can do")
     async def help_(interaction: discord.Interaction) -> None:

@@ -26,6 +26,7 @@ from common.errors import (
 )
 from notifier import inputs
 from notifier.account_messages import (
+    channel_embed,
     help_embed,
     linked_embed,
     not_linked,
@@ -34,9 +35,17 @@ from notifier.account_messages import (
     unexpected_embed,
     unlinked_embed,
 )
+from notifier.channels import SignalChannel
 from notifier.charts import equity_png
 from notifier.messages import Embed, error_embed, signal_embed
-from notifier.ports import Accounts, Market, PreferencesUpdate, Services, Trading
+from notifier.ports import (
+    Accounts,
+    Market,
+    PreferencesUpdate,
+    ServerChannels,
+    Services,
+    Trading,
+)
 from notifier.trading_messages import performance_embed, positions_pages
 from notifier.views import Account, StatusView
 
@@ -66,10 +75,13 @@ class Reply:
 
 @dataclass(frozen=True)
 class Asker:
-    """Who sent the command."""
+    """Who sent the command, and from where: a server (`guild_id`, and whether they may
+    manage it) or a DM (no guild)."""
 
     discord_user_id: str
     discord_username: str
+    guild_id: str | None = None
+    manages_guild: bool = False
 
 
 class NotLinked(Exception):
@@ -82,6 +94,7 @@ class Commands:
     market: Market
     trading: Trading
     services: Services
+    channels: ServerChannels
     _known_pairs: list[str] = field(default_factory=list)
 
     async def run(self, asker: Asker, command: str, **options: object) -> Reply:
@@ -92,6 +105,13 @@ class Commands:
             return reply
         except NotLinked:
             return Reply.error(not_linked())
+        except NotServerAdmin:
+            return Reply.error(
+                error_embed(
+                    "Only server admins can do that",
+                    "Ask someone with the Manage Server permission to set the signal channel.",
+                )
+            )
         except DomainError as error:
             return error_reply(error)
         except Exception:
@@ -238,6 +258,37 @@ class Commands:
             raise NotLinked from None
         return Reply([unlinked_embed(username)], ephemeral=True)
 
+    async def _channel_set(
+        self,
+        asker: Asker,
+        channel_id: str,
+        pairs: str | None = None,
+        min_confidence: float | None = None,
+    ) -> Reply:
+        guild_id = _server_admin(asker)
+        wanted = sorted(
+            {
+                inputs.pair(p, "pairs")
+                for p in (pairs or "").replace(";", ",").split(",")
+                if p.strip()
+            }
+        )
+        if min_confidence is not None and not 0 <= min_confidence <= 1:
+            raise _refuse("min_confidence", "must be between 0 and 1 (0.7 = 70%)")
+        channel = SignalChannel(guild_id, channel_id, wanted, min_confidence or 0.0)
+        return Reply(
+            [channel_embed(await self.channels.set(channel, asker.discord_user_id))], ephemeral=True
+        )
+
+    async def _channel_show(self, asker: Asker) -> Reply:
+        guild_id = _server_admin(asker)
+        return Reply([channel_embed(await self.channels.of_guild(guild_id))], ephemeral=True)
+
+    async def _channel_clear(self, asker: Asker) -> Reply:
+        guild_id = _server_admin(asker)
+        await self.channels.clear(guild_id)
+        return Reply([channel_embed(None)], ephemeral=True)
+
     async def _help(self, asker: Asker) -> Reply:
         return Reply([help_embed()], ephemeral=True)
 
@@ -258,6 +309,19 @@ async def _or_reason(call: Awaitable[T], fallback: T) -> T:
 
 def _refuse(option: str, description: str) -> InvalidArgument:
     return InvalidArgument([FieldViolation(option, description)])
+
+
+class NotServerAdmin(Exception):
+    """A `/channel` command outside a server, or from someone who may not manage it."""
+
+
+def _server_admin(asker: Asker) -> str:
+    """The server of an asker allowed to change its signal channel."""
+    if asker.guild_id is None:
+        raise InvalidArgument([FieldViolation("channel", "use /channel in a server, not in a DM")])
+    if not asker.manages_guild:
+        raise NotServerAdmin
+    return asker.guild_id
 
 
 def _timeframe_order(value: str) -> int:

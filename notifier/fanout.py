@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import structlog
 
-from notifier.ledger import Ledger, Owed
+from notifier.ledger import CHANNEL, Ledger, Owed
 from notifier.messages import SignalView, signal_embed
 from notifier.ports import (
     DirectMessages,
     PositionOwners,
     Reachability,
     Sent,
+    SignalChannels,
     SignalRecipients,
     Unreachable,
 )
@@ -31,11 +32,18 @@ SIGNAL = "signal"
 
 
 class SignalFanout:
-    """Owes every signal of the stream to the users whose preferences it matches."""
+    """Owes every signal of the stream to the users whose preferences it matches, and
+    to the servers' signal channels that want it."""
 
-    def __init__(self, ledger: Ledger, recipients: SignalRecipients) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        recipients: SignalRecipients,
+        channels: SignalChannels | None = None,
+    ) -> None:
         self._ledger = ledger
         self._recipients = recipients
+        self._channels = channels
 
     async def resume_after(self) -> str | None:
         """The id of the last signal already owed (the stream resumes after it)."""
@@ -49,6 +57,11 @@ class SignalFanout:
             Owed(SIGNAL, signal.id, p.user_id, p.discord_user_id, embed, silent=p.silent)
             for p in people
         ]
+        if self._channels is not None:
+            owed += [
+                Owed(SIGNAL, signal.id, f"guild:{c.guild_id}", c.channel_id, embed, target=CHANNEL)
+                for c in await self._channels.for_signal(signal)
+            ]
         return await self._ledger.record(SIGNALS, signal.id, owed)
 
 
@@ -85,11 +98,16 @@ class Sender:
     """Sends what the ledger says is owed, oldest first."""
 
     def __init__(
-        self, ledger: Ledger, messages: DirectMessages, reachability: Reachability
+        self,
+        ledger: Ledger,
+        messages: DirectMessages,
+        reachability: Reachability,
+        channels: SignalChannels | None = None,
     ) -> None:
         self._ledger = ledger
         self._messages = messages
         self._reachability = reachability
+        self._channels = channels
 
     async def send_pending(self, limit: int = 100) -> int:
         """One pass over up to `limit` pending deliveries; how many were sent."""
@@ -105,7 +123,16 @@ class Sender:
             elif isinstance(outcome, Unreachable):
                 closed.add(delivery.discord_user_id)
                 await self._ledger.give_up_on(delivery.discord_user_id, outcome.reason)
-                await self._reachability.dms_closed(delivery.discord_user_id)
+                if delivery.target == CHANNEL:
+                    log.warning(
+                        "signal channel refused; forgotten",
+                        channel=delivery.discord_user_id,
+                        reason=outcome.reason,
+                    )
+                    if self._channels is not None:
+                        await self._channels.clear_channel(delivery.discord_user_id)
+                else:
+                    await self._reachability.dms_closed(delivery.discord_user_id)
             else:
                 log.warning(
                     "DM not sent; will retry",

@@ -29,6 +29,7 @@ from notifier.models import CursorRow, DeliveryRow
 
 PENDING, SENT, UNREACHABLE = "pending", "sent", "unreachable"
 NONCE_LENGTH = 25  # Discord's limit
+DM, CHANNEL = "dm", "channel"
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Owed:
     discord_user_id: str
     payload: dict[str, Any] = field(default_factory=dict)
     silent: bool = False
+    target: str = DM  # DM: discord_user_id is a user; CHANNEL: a server's channel id
 
     @property
     def key(self) -> str:
@@ -58,6 +60,7 @@ class Delivery:
     payload: dict[str, Any]
     silent: bool
     attempts: int
+    target: str = "dm"
 
     @property
     def nonce(self) -> str:
@@ -77,6 +80,7 @@ def _delivery(row: DeliveryRow) -> Delivery:
         payload=dict(row.payload),
         silent=row.silent,
         attempts=row.attempts,
+        target=row.target,
     )
 
 
@@ -112,6 +116,7 @@ class Ledger:
                     discord_user_id=o.discord_user_id,
                     payload=o.payload,
                     silent=o.silent,
+                    target=o.target,
                     status=PENDING,
                     attempts=0,
                     created_at=now,

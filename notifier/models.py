@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -37,6 +37,9 @@ class DeliveryRow(Base):
     kind: Mapped[str] = mapped_column(String(32))
     source_id: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[str] = mapped_column(String(36))
+    # Where it goes: "dm" (discord_user_id is a user) or "channel" (a server's signal
+    # channel id).
+    target: Mapped[str] = mapped_column(String(8), default="dm")
     discord_user_id: Mapped[str] = mapped_column(String(32))
     # The message, as the sender renders it (an embed's fields), and whether it is sent
     # without a push notification.
@@ -48,3 +51,17 @@ class DeliveryRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ChannelRow(Base):
+    """A server's signal channel: matching signals are posted there once each. One per
+    server; `pairs` empty means every pair."""
+
+    __tablename__ = "notifier_channels"
+
+    guild_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(32))
+    pairs: Mapped[list[str]] = mapped_column(JSON)
+    min_confidence: Mapped[float] = mapped_column(Float)
+    set_by: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

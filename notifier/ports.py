@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from notifier.channels import SignalChannel
 from notifier.ledger import Delivery
 from notifier.messages import SignalView
 from notifier.views import (
@@ -23,6 +24,18 @@ class Recipient:
     user_id: str
     discord_user_id: str
     silent: bool = False  # sent without a push notification
+
+
+class SignalChannels(Protocol):
+    """Servers' signal channels (notifier.channels.Channels)."""
+
+    async def for_signal(self, signal: SignalView) -> list[SignalChannel]:
+        """The channels that want `signal`."""
+        ...
+
+    async def clear_channel(self, channel_id: str) -> None:
+        """Forget a channel Discord no longer lets the bot post in."""
+        ...
 
 
 class SignalRecipients(Protocol):
@@ -150,3 +163,13 @@ class Services(Protocol):
     async def health(self) -> dict[str, bool]:
         """Whether each AIFX service answers its health check."""
         ...
+
+
+class ServerChannels(SignalChannels, Protocol):
+    """What `/channel` changes (notifier.channels.Channels)."""
+
+    async def set(self, channel: SignalChannel, set_by: str) -> SignalChannel: ...
+
+    async def of_guild(self, guild_id: str) -> SignalChannel | None: ...
+
+    async def clear(self, guild_id: str) -> bool: ...

@@ -19,6 +19,7 @@ from common.service_credentials import load_service_token
 from common.settings import Settings, get_settings
 from common.shutdown import stop_tasks
 from notifier.bot import AifxBot, point_at
+from notifier.channels import Channels
 from notifier.clients import AuthClient
 from notifier.commands import Commands
 from notifier.discord_dms import DiscordDirectMessages
@@ -60,21 +61,21 @@ def build(settings: Settings) -> ServiceSpec:
     grpc_clients = [auth, auth_as_user, signal, position, position_as_user, inference]
 
     database = create_engine(settings)
-    ledger = Ledger(session_factory(database))
+    sessions = session_factory(database)
+    ledger, channels = Ledger(sessions), Channels(sessions)
     accounts = AuthClient(auth, auth_as_user)
     health = HealthClient(
         {"auth": auth, "signal": signal, "position": position, "inference": inference}
     )
-    commands = Commands(
-        accounts, MarketClient(signal, inference), TradingClient(position_as_user), health
-    )
+    market, trading = MarketClient(signal, inference), TradingClient(position_as_user)
+    commands = Commands(accounts, market, trading, health, channels)
     point_at(settings.discord.discord_api_base)
     bot = AifxBot(
         commands,
         api_base=settings.discord.discord_api_base,
         sync_guilds=[int(g) for g in settings.discord.discord_command_guilds],
     )
-    sender = Sender(ledger, DiscordDirectMessages(bot), accounts)
+    sender = Sender(ledger, DiscordDirectMessages(bot), accounts, channels)
     owed = asyncio.Event()
     signals, positions = SignalStream(signal), PositionEventStream(position)
     tasks: list[asyncio.Task[None]] = []
@@ -84,7 +85,7 @@ def build(settings: Settings) -> ServiceSpec:
         bot connects (a first run follows live, from when it starts)."""
         tasks.append(
             asyncio.create_task(
-                follow("signals", signals.signals, SignalFanout(ledger, accounts), owed),
+                follow("signals", signals.signals, SignalFanout(ledger, accounts, channels), owed),
                 name="follow-signals",
             )
         )

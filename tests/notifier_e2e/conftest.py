@@ -41,6 +41,7 @@ from tests.position_e2e.conftest import (  # noqa: F401 (fixtures used by this d
     served_version_dir,
 )
 
+GUILD_ID, SIGNALS_CHANNEL_ID = "600000000000000001", "600000000000000002"
 _discord_ids = iter(range(310_000_000_000_000_000, 320_000_000_000_000_000, 7919))
 
 
@@ -104,6 +105,7 @@ async def bot(
             # them for minutes; rate limits are proven in tests/discord and the notifier's
             # own tests, not here.
             standin.message_limit = None
+            standin.add_guild(GUILD_ID, {SIGNALS_CHANNEL_ID: "signals"})
             settings = position_edge.settings.replace(
                 database_url=url,
                 discord_token=TOKEN,

@@ -7,10 +7,18 @@ from __future__ import annotations
 import re
 
 from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
+from tests.discord_standin import MEMBER_PERMISSIONS
 from tests.infra import eventually
-from tests.notifier_e2e.conftest import BotStack, linked_trader, new_discord_id
+from tests.notifier_e2e.conftest import (
+    GUILD_ID,
+    SIGNALS_CHANNEL_ID,
+    BotStack,
+    linked_trader,
+    new_discord_id,
+)
 
 EPHEMERAL = 1 << 6
+MANAGE_GUILD = 1 << 5
 SUPPRESS_NOTIFICATIONS = 1 << 12
 SIGNAL_FOOTER = re.compile(r"AIFX signal (\d+) ")
 
@@ -177,3 +185,44 @@ async def test_help_lists_every_command(bot: BotStack):
     usages = " ".join(f["name"] for f in reply["embeds"][0]["fields"])
     for command in bot.standin.commands:
         assert f"/{command['name']}" in usages
+
+
+async def test_a_server_admin_sets_a_signal_channel_and_signals_are_posted_once_each(
+    bot: BotStack,
+):
+    admin, member = new_discord_id(), new_discord_id()
+    record = await bot.standin.interact(
+        "channel",
+        {"channel": SIGNALS_CHANNEL_ID, "pairs": "eurusd", "min_confidence": 0.0},
+        subcommand="set",
+        user_id=admin,
+        guild_id=GUILD_ID,
+        permissions=MEMBER_PERMISSIONS | MANAGE_GUILD,
+    )
+    [reply] = await record.wait_for_followups()
+    assert reply["embeds"][0]["title"] == "Signal channel" and reply["flags"] & EPHEMERAL
+    posted = await eventually(
+        lambda: (m := bot.standin.messages_in(SIGNALS_CHANNEL_ID)) and len(m) >= 3 and m,
+        "three signals in the channel",
+        within=60.0,
+    )
+    ids = signal_ids(posted)
+    assert len(set(ids)) == len(ids) == len(posted)
+    assert all(m["embeds"][0]["title"].startswith("EUR/USD ") for m in posted)
+
+    record = await bot.standin.interact(
+        "channel", {}, subcommand="clear", user_id=member, guild_id=GUILD_ID
+    )
+    [refused] = await record.wait_for_followups()
+    assert refused["embeds"][0]["title"] == "Only server admins can do that"
+
+    record = await bot.standin.interact(
+        "channel",
+        {},
+        subcommand="clear",
+        user_id=admin,
+        guild_id=GUILD_ID,
+        permissions=MEMBER_PERMISSIONS | MANAGE_GUILD,
+    )
+    [cleared] = await record.wait_for_followups()
+    assert cleared["embeds"][0]["title"] == "No signal channel"
