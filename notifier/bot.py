@@ -61,7 +61,7 @@ class Pager(discord.ui.View):
     async def previous(self, interaction: discord.Interaction, _: discord.ui.Button[Pager]) -> None:
         await self._show(interaction, -1)
 
-    @discord.ui.button(label="Next ▶", style=discord.ButtonStyle.secondary, custom_id="page:next")
+    @discord.ui.button(label="Next ▶", style=discord.ButtonStyle.secondary)
     async def next(self, interaction: discord.Interaction, _: discord.ui.Button[Pager]) -> None:
         await self._show(interaction, +1)
 
@@ -78,7 +78,9 @@ async def send_reply(interaction: discord.Interaction, reply: Reply, *, public: 
         file = discord.File(io.BytesIO(data), filename=name)
     if reply.paged:
         pager = Pager(embeds, interaction.user.id)
-        await interaction.followup.send(embed=embeds[0], view=pager, ephemeral=reply.ephemeral)
+        await interaction.followup.send(
+            embed=embeds[0], view=pager, ephemeral=reply.ephemeral, wait=True
+        )
     else:
         await interaction.followup.send(embeds=embeds, file=file, ephemeral=reply.ephemeral)
 

@@ -226,3 +226,27 @@ async def test_a_server_admin_sets_a_signal_channel_and_signals_are_posted_once_
     )
     [cleared] = await record.wait_for_followups()
     assert cleared["embeds"][0]["title"] == "No signal channel"
+
+
+async def test_a_long_positions_list_is_paged_with_buttons(bot: BotStack):
+    trader = await linked_trader(bot)
+    async with bot.http() as http:
+        for _ in range(30):
+            opened = await http.post(
+                "/api/v1/positions",
+                headers=trader.bearer,
+                json={"pair": "EURUSD", "side": "sell", "lotSize": "0.01"},
+            )
+            assert opened.status_code == 200, opened.text
+    reply = await bot.command("positions", user=trader.discord_id)
+    assert reply["embeds"][0]["title"] == "Open positions (30) (page 1/2)"
+    first_page = len(reply["embeds"][0]["fields"])
+    buttons = [c for row in reply["components"] for c in row["components"]]
+    assert [(b["label"], b.get("disabled", False)) for b in buttons] == [
+        ("◀ Previous", True),
+        ("Next ▶", False),
+    ]
+    record = await bot.standin.press(reply, buttons[1]["custom_id"], user_id=trader.discord_id)
+    kind, data = await record.wait_for_response()
+    assert kind == 7 and data["embeds"][0]["title"] == "Open positions (30) (page 2/2)"
+    assert first_page + len(data["embeds"][0]["fields"]) == 30
