@@ -160,8 +160,7 @@ class Commands:
         min_confidence: float | None = None,
     ) -> Reply:
         wanted, tf = inputs.pair(pair), inputs.timeframe(timeframe)
-        if min_confidence is not None and not 0 <= min_confidence <= 1:
-            raise _refuse("min_confidence", "must be between 0 and 1 (0.7 = 70%)")
+        _check_confidence(min_confidence)
         account = await self._require(asker)
         current = await self.accounts.preferences(account)
         update = PreferencesUpdate(
@@ -199,8 +198,7 @@ class Commands:
         mode: str | None = None,
     ) -> Reply:
         account = await self._require(asker)
-        if min_confidence is not None and not 0 <= min_confidence <= 1:
-            raise _refuse("min_confidence", "must be between 0 and 1 (0.7 = 70%)")
+        _check_confidence(min_confidence)
         if (kind is None) != (mode is None):
             raise _refuse(
                 "mode" if mode is None else "kind",
@@ -273,8 +271,7 @@ class Commands:
                 if p.strip()
             }
         )
-        if min_confidence is not None and not 0 <= min_confidence <= 1:
-            raise _refuse("min_confidence", "must be between 0 and 1 (0.7 = 70%)")
+        _check_confidence(min_confidence)
         channel = SignalChannel(guild_id, channel_id, wanted, min_confidence or 0.0)
         return Reply(
             [channel_embed(await self.channels.set(channel, asker.discord_user_id))], ephemeral=True
@@ -305,6 +302,11 @@ async def _or_reason(call: Awaitable[T], fallback: T) -> T:
         return await call
     except DomainError:
         return fallback
+
+
+def _check_confidence(value: float | None) -> None:
+    if value is not None and not 0 <= value <= 1:
+        raise _refuse("min_confidence", "must be between 0 and 1 (0.7 = 70%)")
 
 
 def _refuse(option: str, description: str) -> InvalidArgument:
