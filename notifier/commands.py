@@ -38,6 +38,7 @@ from notifier.account_messages import (
 from notifier.channels import SignalChannel
 from notifier.charts import equity_png
 from notifier.messages import Embed, error_embed, signal_embed
+from notifier.metrics import COMMANDS
 from notifier.ports import (
     Accounts,
     Market,
@@ -67,10 +68,11 @@ class Reply:
     ephemeral: bool = False
     file: tuple[str, bytes] | None = None
     paged: bool = False
+    refused: bool = False
 
     @classmethod
     def error(cls, embed: Embed) -> Reply:
-        return cls([embed], ephemeral=True)
+        return cls([embed], ephemeral=True, refused=True)
 
 
 @dataclass(frozen=True)
@@ -99,9 +101,11 @@ class Commands:
 
     async def run(self, asker: Asker, command: str, **options: object) -> Reply:
         """Run one command; every outcome is a Reply."""
+        outcome = "refused"
         try:
             handler = getattr(self, f"_{command}")
             reply: Reply = await handler(asker, **options)
+            outcome = "refused" if reply.refused else "ok"
             return reply
         except NotLinked:
             return Reply.error(not_linked())
@@ -115,8 +119,11 @@ class Commands:
         except DomainError as error:
             return error_reply(error)
         except Exception:
+            outcome = "failed"
             log.exception("command failed", command=command, discord_user_id=asker.discord_user_id)
             return Reply.error(unexpected_embed())
+        finally:
+            COMMANDS.labels(command, outcome).inc()
 
     async def pair_choices(self, typed: str) -> list[str]:
         """Autocomplete of a pair option, from ListPairs (fetched once, kept: the pairs

@@ -84,3 +84,17 @@ async def test_channel_commands_need_a_server_and_its_admin():
     member = Asker("111", "trader", guild_id="9", manages_guild=False)
     refused = only_embed(await commands().run(member, "channel_clear"))
     assert refused["title"] == "Only server admins can do that"
+
+
+async def test_commands_are_counted_by_outcome():
+    from notifier.metrics import COMMANDS
+
+    def count(command: str, outcome: str) -> float:
+        return COMMANDS.labels(command, outcome)._value.get()
+
+    before = count("signal", "failed"), count("link", "refused"), count("help", "ok")
+    await commands().run(ME, "signal", pair="EURUSD")
+    await commands().run(ME, "link", code="ABCDEFGH")
+    await commands().run(ME, "help")
+    after = count("signal", "failed"), count("link", "refused"), count("help", "ok")
+    assert [b + 1 for b in before] == list(after)
