@@ -40,6 +40,9 @@ class AuthClient:
         self._accounts: TTLCache[str, tuple[float, Account]] = TTLCache(
             maxsize=ACCOUNT_CACHE_SIZE, ttl=TOKEN_REUSE_SECONDS
         )
+        # Discord ids whose DMs this process found closed and that have not used a
+        # command since (auth_svc keeps the lasting record).
+        self._closed: set[str] = set()
 
     def _stub(self) -> auth_pb2_grpc.AuthInternalServiceStub:
         return self._internal.stub(auth_pb2_grpc.AuthInternalServiceStub)
@@ -86,8 +89,12 @@ class AuthClient:
         )
 
     async def dms_closed(self, discord_user_id: str) -> None:
+        self._closed.add(discord_user_id)
         self._accounts.pop(discord_user_id, None)
         await self._set_reachable(discord_user_id, False)
+
+    def known_closed(self, discord_user_id: str) -> bool:
+        return discord_user_id in self._closed
 
     # --- commands ----------------------------------------------------------------------
 
@@ -131,6 +138,7 @@ class AuthClient:
         return account
 
     async def dms_open_again(self, discord_user_id: str) -> None:
+        self._closed.discard(discord_user_id)
         self._accounts.pop(discord_user_id, None)
         await self._set_reachable(discord_user_id, True)
 

@@ -116,6 +116,13 @@ class Sender:
         for delivery in await self._ledger.pending(limit):
             if delivery.discord_user_id in closed:
                 continue  # given up on with the first refusal below
+            if delivery.target != CHANNEL and self._reachability.known_closed(
+                delivery.discord_user_id
+            ):
+                # Owed while the refusal was being recorded: never a second 403.
+                closed.add(delivery.discord_user_id)
+                await self._ledger.give_up_on(delivery.discord_user_id, "DMs closed")
+                continue
             outcome = await self._messages.send(delivery)
             if isinstance(outcome, Sent):
                 await self._ledger.mark_sent(delivery.id)

@@ -64,6 +64,11 @@ class Reachability(Protocol):
         """Record that Discord refused a DM to this user (their DMs are closed)."""
         ...
 
+    def known_closed(self, discord_user_id: str) -> bool:
+        """Whether this user's DMs were found closed (and not reopened since): what was
+        owed to them meanwhile is given up without asking Discord again."""
+        ...
+
 
 @dataclass(frozen=True)
 class Sent:

@@ -73,6 +73,9 @@ class Closed:
     async def dms_closed(self, discord_user_id: str) -> None:
         self.users.append(discord_user_id)
 
+    def known_closed(self, discord_user_id: str) -> bool:
+        return discord_user_id in self.users
+
 
 def signal(signal_id: str | None = None) -> SignalView:
     """A EUR/USD 1h sell from the model, with an id of its own."""
@@ -127,6 +130,11 @@ async def test_closed_dms_are_given_up_on_at_once(ledger):
     # One refused request for that user, not one per signal.
     assert [user for user, _ in discord.requests].count("222") == 1
     assert closed.users == ["222"] and await ledger.pending() == []
+    # Owed while the refusal was being recorded, sent in a later pass: not asked again.
+    await fanout.owe(signal())
+    assert await Sender(ledger, discord, closed).send_pending() == 2
+    assert [user for user, _ in discord.requests].count("222") == 1
+    assert await ledger.pending() == []
 
 
 async def test_a_struggling_discord_delays_and_never_drops(ledger):

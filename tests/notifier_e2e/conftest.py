@@ -26,6 +26,7 @@ from common.settings import Settings
 from tests.discord_standin import TOKEN, DiscordStandin, running_standin
 from tests.envoy import http_client
 from tests.infra import (
+    AuthStack,
     auth_stack,
     create_postgres_database,
     drop_postgres_database,
@@ -51,6 +52,7 @@ class BotStack:
     standin: DiscordStandin
     notifier: RunningServer
     settings: Settings
+    auth: AuthStack  # the notifier's auth_svc (same database and keys as Envoy's)
 
     def http(self) -> httpx.AsyncClient:
         return http_client(self.edge.url)
@@ -123,7 +125,7 @@ async def bot(
                 await standin.wait_until(
                     lambda: bool(standin.commands), 20.0, "the commands synced"
                 )
-                yield BotStack(position_edge, standin, notifier, settings)
+                yield BotStack(position_edge, standin, notifier, settings, auth)
             finally:
                 await notifier.stop(grace=0.5)
     finally:
@@ -144,11 +146,11 @@ def notifier_serving(notifier: RunningServer):
     return check
 
 
-async def linked_trader(bot: BotStack, **preferences: Any) -> Trader:
+async def linked_trader(bot: BotStack, discord_id: str | None = None, **preferences: Any) -> Trader:
     """Sign up through Envoy, create a link code, `/link` it from a new Discord user,
     then set `preferences` (REST JSON names) — the way a trader does it."""
     token = await bot.edge.new_user()
-    trader = Trader(token, new_discord_id())
+    trader = Trader(token, discord_id or new_discord_id())
     async with bot.http() as http:
         code = await http.post("/api/v1/auth/discord/link-code", headers=trader.bearer, json={})
         assert code.status_code == 200, code.text

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import re
 
+from aifx.auth.v1 import auth_pb2
 from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
+from tests.auth.test_discord_links import credential, internal
 from tests.discord_standin import MEMBER_PERMISSIONS
 from tests.infra import eventually
 from tests.notifier_e2e.conftest import (
@@ -246,7 +248,64 @@ async def test_a_long_positions_list_is_paged_with_buttons(bot: BotStack):
         ("◀ Previous", True),
         ("Next ▶", False),
     ]
-    record = await bot.standin.press(reply, buttons[1]["custom_id"], user_id=trader.discord_id)
-    kind, data = await record.wait_for_response()
+    kind, data = await press(bot, reply, buttons[1]["custom_id"], trader.discord_id)
     assert kind == 7 and data["embeds"][0]["title"] == "Open positions (30) (page 2/2)"
     assert first_page + len(data["embeds"][0]["fields"]) == 30
+
+
+async def test_closed_dms_are_tried_once_shown_in_status_and_reopened_by_a_command(
+    bot: BotStack,
+):
+    discord_id = new_discord_id()
+    bot.standin.closed_dms.add(discord_id)
+    await linked_trader(
+        bot, pairs=["EUR/USD"], timeframes=["1h"], minConfidence=0.0, notifyDiscord=True,
+        discord_id=discord_id,
+    )  # fmt: skip
+    channel = bot.standin.dm_channel(discord_id)
+
+    def attempts() -> list:
+        return [r for r in bot.standin.requests if r.path == f"/channels/{channel}/messages"]
+
+    async def reachable() -> bool:
+        reply = await internal(bot.auth).GetUserByDiscordId(
+            auth_pb2.GetUserByDiscordIdRequest(discord_user_id=discord_id),
+            metadata=credential(bot.auth),
+        )
+        return reply.discord.dm_reachable
+
+    async def unreachable() -> bool:
+        return not await reachable()
+
+    await eventually(unreachable, "the user marked unreachable", within=30.0)
+    # Later signals are not tried: no 403 storm toward Discord's invalid-request ban.
+    newer = await bot.edge.market_price()
+    await eventually(lambda: _later_price(bot, newer), "a few more bars of the replay", within=30.0)
+    assert [r.status for r in attempts()] == [403] and not bot.standin.dms_to(discord_id)
+
+    bot.standin.closed_dms.discard(discord_id)
+    reply = await bot.command("status", user=discord_id)
+    you = {f["name"]: f["value"] for f in reply["embeds"][0]["fields"]}["You"]
+    assert "your DMs were closed" in you
+    assert await reachable()
+    await eventually(lambda: bot.standin.dms_to(discord_id), "DMs again", within=30.0)
+
+
+async def _later_price(bot: BotStack, seen) -> bool:
+    """Whether the replay has moved three bars past the price `seen`."""
+    now = await bot.edge.market_price()
+    return now.time.seconds >= seen.time.seconds + 3 * 3600
+
+
+async def press(bot: BotStack, message: dict, custom_id: str, user: str) -> tuple:
+    """Press a button and get the bot's callback. discord.py binds a view to its
+    message once it has read the follow-up's response, a moment after the stand-in
+    recorded the message: a test can press sooner than any user could, so a press that
+    found no view yet is pressed again (as a user would)."""
+    for _ in range(5):
+        record = await bot.standin.press(message, custom_id, user_id=user)
+        try:
+            return await record.wait_for_response(timeout=2.0)
+        except TimeoutError:
+            continue
+    raise AssertionError("the button never answered")
