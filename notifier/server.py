@@ -78,8 +78,14 @@ def build(settings: Settings) -> ServiceSpec:
     tasks: list[asyncio.Task[None]] = []
 
     async def start() -> None:
-        token = settings.discord.discord_token.get_secret_value()
-        tasks.append(asyncio.create_task(bot.start(token), name="discord"))
+        # Logged in before waiting for READY: discord.py creates the event that
+        # wait_until_ready() waits on in login(), and raises when it does not exist yet.
+        try:
+            await bot.login(settings.discord.discord_token.get_secret_value())
+        except Exception:
+            log.exception("Discord login failed; the bot is off")
+            raise
+        tasks.append(asyncio.create_task(bot.connect(), name="discord"))
         await bot.wait_until_ready()
         log.info("discord ready", user=str(bot.user), api=settings.discord.discord_api_base)
         tasks.append(
