@@ -76,6 +76,7 @@ bench:
 	$(PY) bench/inference_load.py
 	$(PY) bench/scan_latency.py
 	$(PY) bench/position_load.py
+	$(PY) bench/notifier_fanout.py
 
 # `train-setup` always (re)installs; `train` installs only when the requirement files
 # changed since the last install. requirements.lock is installed without

@@ -319,6 +319,12 @@ class DiscordSettings(_Group):
     notifier_metrics_port: int = 9107
     # DMs sent per pass over the ledger; a pass stops early when Discord struggles.
     notifier_send_batch: int = Field(default=100, ge=1)
+    # Users DMed at once: enough that Discord's round trip does not bound the rate (at
+    # 100 ms a request, 5 in flight make the 50 requests a second of the global limit).
+    notifier_send_concurrency: int = Field(default=10, ge=1)
+    # Discord's global limit for the bot, requests per second (50 unless Discord raised
+    # it): the notifier paces its DMs under it instead of drawing 429s.
+    discord_global_limit: int = Field(default=50, ge=1)
 
 
 class Settings(BaseModel):

@@ -11,6 +11,9 @@ Why it never loses or doubles a DM:
   Discord answered. One that was sent just before a crash, but not yet marked, is sent
   again with the same `nonce` (derived from its key); Discord, with `enforce_nonce`,
   returns the first message instead of creating a second.
+
+Writes take turns on SQLite (common.db.write_transaction): the sender marks several
+deliveries at once, and SQLite's own busy wait would stall each for up to 100 ms.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from common.db import write_transaction
 from common.time import utcnow
 from notifier.models import CursorRow, DeliveryRow
 
@@ -99,7 +103,7 @@ class Ledger:
         all or nothing; how many deliveries are new."""
         now = utcnow()
         unique = {o.key: o for o in owed}
-        async with self._sessions() as session:
+        async with write_transaction(self._sessions) as session:
             known: set[str] = set()
             if unique:
                 result = await session.execute(
@@ -128,7 +132,6 @@ class Ledger:
                 session.add(CursorRow(stream=stream, position=position, updated_at=now))
             else:
                 cursor.position, cursor.updated_at = position, now
-            await session.commit()
         return len(new)
 
     async def pending(self, limit: int = 100) -> list[Delivery]:
@@ -152,7 +155,7 @@ class Ledger:
     async def give_up_on(self, discord_user_id: str, reason: str) -> int:
         """Every pending delivery to a user Discord refuses DMs to, marked unreachable
         (asking again would only add to the invalid requests Discord bans bots for)."""
-        async with self._sessions() as session:
+        async with write_transaction(self._sessions) as session:
             result = await session.execute(
                 update(DeliveryRow)
                 .where(
@@ -161,21 +164,19 @@ class Ledger:
                 )
                 .values(status=UNREACHABLE, error=reason)
             )
-            await session.commit()
         return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def attempt_failed(self, delivery_id: int, reason: str) -> None:
         """A transient failure: still pending, tried again later."""
-        async with self._sessions() as session:
+        async with write_transaction(self._sessions) as session:
             await session.execute(
                 update(DeliveryRow)
                 .where(DeliveryRow.id == delivery_id)
                 .values(attempts=DeliveryRow.attempts + 1, error=reason[:2000])
             )
-            await session.commit()
 
     async def _finish(self, delivery_id: int, status: str, reason: str | None) -> None:
-        async with self._sessions() as session:
+        async with write_transaction(self._sessions) as session:
             await session.execute(
                 update(DeliveryRow)
                 .where(DeliveryRow.id == delivery_id, DeliveryRow.status == PENDING)
@@ -186,7 +187,6 @@ class Ledger:
                     error=reason,
                 )
             )
-            await session.commit()
 
     async def counts(self) -> dict[str, int]:
         """Deliveries by status (for metrics, health and tests)."""

@@ -6,7 +6,8 @@ Following resumes after the last item already owed (the ledger's cursor) on ever
 (re)connection, so a broken stream or a restart neither skips nor repeats an item's
 deliveries; a dependency that is down is retried with backoff, never given up on.
 Sending wakes when new deliveries are owed, or every `idle_seconds` to retry what a
-struggling Discord left pending.
+struggling Discord left pending. Neither loop ends on a failure: one that ended would
+leave the notifier up but silent until restarted.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ async def follow(
             log.info("stream ended; following again", stream=name)
         except DomainError as error:
             log.warning("stream failed; following again", stream=name, error=error.message)
+        except Exception:  # the ledger's database, say: the follower must outlive it
+            log.exception("following failed; following again", stream=name)
         wait = backoff[min(failures, len(backoff) - 1)]
         failures += 1
         await sleep(wait)
@@ -73,10 +76,14 @@ async def send_owed(
     sender: Sender, owed: asyncio.Event, *, idle_seconds: float = 1.0, batch: int = 100
 ) -> None:
     """Send pending deliveries whenever some are owed (and every `idle_seconds`), up to
-    `batch` per pass."""
+    `batch` per pass. A pass that fails (the ledger's database, auth_svc) is logged and
+    tried again after `idle_seconds`: what it left is still pending."""
     while True:
         owed.clear()
-        while await sender.send_pending(batch):
-            pass  # a full pass sent something: there may be more
+        try:
+            while await sender.send_pending(batch):
+                pass  # a pass sent something: there may be more
+        except Exception:
+            log.exception("sending failed; trying again")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(owed.wait(), idle_seconds)

@@ -26,6 +26,7 @@ from notifier.discord_dms import DiscordDirectMessages
 from notifier.fanout import PositionFanout, Sender, SignalFanout
 from notifier.ledger import Ledger
 from notifier.loops import follow, send_owed
+from notifier.pacing import SlidingWindowLimit
 from notifier.platform_clients import (
     HealthClient,
     MarketClient,
@@ -75,7 +76,9 @@ def build(settings: Settings) -> ServiceSpec:
         api_base=settings.discord.discord_api_base,
         sync_guilds=[int(g) for g in settings.discord.discord_command_guilds],
     )
-    sender = Sender(ledger, DiscordDirectMessages(bot), accounts, channels)
+    dms = DiscordDirectMessages(bot, SlidingWindowLimit(settings.discord.discord_global_limit))
+    concurrency = settings.discord.notifier_send_concurrency
+    sender = Sender(ledger, dms, accounts, channels, concurrency=concurrency)
     owed = asyncio.Event()
     signals, positions = SignalStream(signal), PositionEventStream(position)
     tasks: list[asyncio.Task[None]] = []

@@ -11,20 +11,27 @@ import pytest
 from notifier.discord_dms import DiscordDirectMessages
 from notifier.fanout import Sender, SignalFanout
 from notifier.ledger import Delivery
+from notifier.pacing import SlidingWindowLimit
 from notifier.ports import Sent, Unreachable
 from tests.discord_standin import TOKEN, running_standin
 from tests.notifier.test_fanout import PEOPLE, Closed, Recipients, ledger, migrated, signal  # noqa: F401
 
 
 @pytest.fixture
-async def discord_rest():
+async def discord_client():
     async with running_standin() as rest:
         client = discord.Client(intents=discord.Intents.none())
         await client.login(TOKEN)
         try:
-            yield rest, DiscordDirectMessages(client)
+            yield rest, client
         finally:
             await client.close()
+
+
+@pytest.fixture
+def discord_rest(discord_client):
+    rest, client = discord_client
+    return rest, DiscordDirectMessages(client)
 
 
 def delivery(n: int, user: str = "111", *, silent: bool = False) -> Delivery:
@@ -61,6 +68,22 @@ async def test_a_resend_with_the_same_nonce_creates_no_second_message(discord_re
     assert len(rest.dms_to("111")) == 1
     # The DM channel is opened once and cached: a DM costs one request after that.
     assert sum(r.path.endswith("/users/@me/channels") for r in rest.requests) == 1
+
+
+async def test_each_dm_channel_is_opened_once_even_for_more_users_than_discordpy_keeps(
+    discord_client,
+):
+    rest, client = discord_client
+    # discord.py keeps the last 128 private channels; a fan-out reaches more users. (No
+    # global limit and pacing far above it: pacing is not tested here.)
+    rest.global_limit = None
+    dms = DiscordDirectMessages(client, SlidingWindowLimit(10_000))
+    users = [str(700 + n) for n in range(130)]
+    for round_ in (1, 2):
+        for n, user in enumerate(users):
+            assert isinstance(await dms.send(delivery(round_ * 1000 + n, user)), Sent)
+    assert all(len(rest.dms_to(user)) == 2 for user in users)
+    assert sum(r.path.endswith("/users/@me/channels") for r in rest.requests) == len(users)
 
 
 async def test_closed_dms_are_unreachable_and_rate_limits_are_waited_out(discord_rest):

@@ -5,8 +5,10 @@ struggling Discord delaying, never dropping."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
+from collections import Counter
 
 import pytest
 
@@ -52,11 +54,12 @@ class FakeDiscord:
         self.requests: list[tuple[str, str]] = []
         self.closed: set[str] = set()
         self.failing = False
+        self.failing_for: set[str] = set()  # users whose DMs fail for now
         self._ids = itertools.count(1)
 
     async def send(self, delivery: Delivery) -> Outcome:
         self.requests.append((delivery.discord_user_id, delivery.nonce))
-        if self.failing:
+        if self.failing or delivery.discord_user_id in self.failing_for:
             return TryLater("503 from Discord")
         if delivery.discord_user_id in self.closed:
             return Unreachable("403 50007: Cannot send messages to this user")
@@ -147,3 +150,57 @@ async def test_a_struggling_discord_delays_and_never_drops(ledger):
     discord.failing = False
     assert await Sender(ledger, discord, Closed()).send_pending() == 3
     assert await ledger.cursor(SIGNALS) is not None
+
+
+class InFlight(FakeDiscord):
+    """FakeDiscord taking a few loop turns per DM, noting how many are in flight at once
+    overall and whether one user ever had two."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now: Counter[str] = Counter()
+        self.most = 0
+        self.one_user_twice = False
+
+    async def send(self, delivery: Delivery) -> Outcome:
+        user = delivery.discord_user_id
+        self.now[user] += 1
+        self.one_user_twice |= self.now[user] > 1
+        self.most = max(self.most, sum(self.now.values()))
+        try:
+            for _ in range(3):
+                await asyncio.sleep(0)
+            return await super().send(delivery)
+        finally:
+            self.now[user] -= 1
+
+
+MANY = [(f"u{n}", str(900 + n)) for n in range(6)]
+
+
+async def test_several_users_are_sent_to_at_once_each_in_order(ledger):
+    fanout = SignalFanout(ledger, Recipients(MANY))
+    first, second = signal(), signal()
+    await fanout.owe(first)
+    await fanout.owe(second)
+    discord = InFlight()
+    assert await Sender(ledger, discord, Closed(), concurrency=4).send_pending() == 12
+    assert discord.most == 4 and not discord.one_user_twice
+    for _, discord_id in MANY:
+        nonces = [nonce for user, nonce in discord.requests if user == discord_id]
+        assert nonces == [_nonce(first, discord_id), _nonce(second, discord_id)]
+
+
+def _nonce(signal_view: SignalView, discord_id: str) -> str:
+    """The nonce of the delivery of `signal_view` to `discord_id`."""
+    return Delivery(0, f"signal:{signal_view.id}:{discord_id}", "", "", "", "", {}, False, 0).nonce
+
+
+async def test_a_transient_failure_lets_the_dms_in_flight_finish_and_starts_no_more(ledger):
+    fanout = SignalFanout(ledger, Recipients(MANY))
+    await fanout.owe(signal())
+    discord = InFlight()
+    discord.failing_for.add(MANY[1][1])
+    assert await Sender(ledger, discord, Closed(), concurrency=2).send_pending() == 1
+    assert [user for user, _ in discord.requests] == [MANY[0][1], MANY[1][1]]
+    assert len(await ledger.pending()) == 5  # the failed one included: tried again later

@@ -119,3 +119,59 @@ async def test_sending_wakes_when_something_is_owed(ledger):  # noqa: F811
 
 async def _all_sent(ledger) -> bool:  # noqa: F811
     return await ledger.pending() == []
+
+
+async def test_sending_outlives_a_failing_pass(ledger):  # noqa: F811
+    class BrokenOnce(Sender):
+        """The first pass fails as a database outage would."""
+
+        failed = False
+
+        async def send_pending(self, limit: int = 100) -> int:
+            if not self.failed:
+                self.failed = True
+                raise ConnectionError("the ledger's database went away")
+            return await super().send_pending(limit)
+
+    discord = FakeDiscord()
+    owed = asyncio.Event()
+    sender = BrokenOnce(ledger, discord, Closed())
+    task = asyncio.create_task(send_owed(sender, owed, idle_seconds=0.05))
+    try:
+        await SignalFanout(ledger, Recipients(PEOPLE)).owe(signal())
+        owed.set()
+        await eventually(lambda: _all_sent(ledger), "the owed DMs sent after the failure")
+        assert sender.failed and len(discord.created) == 3
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_following_outlives_a_failure_that_is_not_the_streams(ledger):  # noqa: F811
+    ids = [f"sig-{n}-{id(ledger)}-x" for n in range(2)]
+    stream = FlakyStream(ids, per_connection=len(ids))
+
+    class LedgerDownOnce(SignalFanout):
+        failed = False
+
+        async def owe(self, item):
+            if not self.failed:
+                self.failed = True
+                raise ConnectionError("the ledger's database went away")
+            return await super().owe(item)
+
+    async def no_wait(seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    fanout = LedgerDownOnce(ledger, Recipients(PEOPLE[:1]))
+    task = asyncio.create_task(
+        follow("signals", stream.signals, fanout, asyncio.Event(), sleep=no_wait)
+    )
+    try:
+        await eventually(lambda: _cursor_is(fanout, ids[-1]), "every signal owed after the failure")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert fanout.failed and len(stream.resumed_after) == 2
