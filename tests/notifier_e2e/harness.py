@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aifx.auth.v1 import auth_pb2
 from common.settings import REPO_ROOT
-from tests.auth.test_discord_links import internal, linked_trader
+from tests.auth.test_discord_links import credential, internal, linked_trader
 from tests.discord_standin import TOKEN
 from tests.infra import AuthStack, free_port, stop_process
 
@@ -43,8 +43,6 @@ async def signal_recipients(
     stack: AuthStack, pair: str, timeframe: int, confidence: float
 ) -> dict[str, bool]:
     """Everyone auth_svc says gets a signal: Discord id → silent (every page)."""
-    from tests.auth.test_discord_links import credential
-
     found: dict[str, bool] = {}
     token = ""
     while True:
