@@ -76,7 +76,10 @@ def build(settings: Settings) -> ServiceSpec:
         api_base=settings.discord.discord_api_base,
         sync_guilds=[int(g) for g in settings.discord.discord_command_guilds],
     )
-    dms = DiscordDirectMessages(bot, SlidingWindowLimit(settings.discord.discord_global_limit))
+    # Full at start: a notifier restarted right after a crash shares Discord's window with
+    # what its previous self sent.
+    pace = SlidingWindowLimit(settings.discord.discord_global_limit, start_full=True)
+    dms = DiscordDirectMessages(bot, pace)
     concurrency = settings.discord.notifier_send_concurrency
     sender = Sender(ledger, dms, accounts, channels, concurrency=concurrency)
     owed = asyncio.Event()

@@ -96,3 +96,12 @@ async def test_a_failed_request_gives_its_place_back_a_window_later():
 def test_a_limit_needs_room_for_a_request():
     with pytest.raises(ValueError, match="at least one request"):
         SlidingWindowLimit(0)
+
+
+async def test_a_window_that_starts_full_waits_one_window_before_the_first_request():
+    clock = SteppedClock(start=100.0)
+    sleep = Sleeper(clock)
+    limit = SlidingWindowLimit(3, 1.0, clock=clock, sleep=sleep, start_full=True)
+    async with limit.slot():
+        assert clock.now == pytest.approx(101.0)  # what a killed predecessor sent has left
+    assert sleep.slept == [1.0]
