@@ -31,11 +31,7 @@ WINDOW_SECONDS = 1.0
 
 class SlidingWindowLimit:
     """At most `limit` requests in any `window` seconds, each counted from its start
-    until `window` after its end; `slot()` waits for room, first come first served.
-
-    `start_full`: the window begins as if `limit` requests had just ended — what a
-    process restarted a moment after a crash must assume, as it cannot know what its
-    previous self sent in the last window (Discord counts them all against the bot)."""
+    until `window` after its end; `slot()` waits for room, first come first served."""
 
     def __init__(
         self,
@@ -44,7 +40,6 @@ class SlidingWindowLimit:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        start_full: bool = False,
     ) -> None:
         if limit < 1 or window <= 0:
             raise ValueError("a limit needs at least one request per positive window")
@@ -52,11 +47,16 @@ class SlidingWindowLimit:
         self.window = window
         self._clock = clock
         self._sleep = sleep
-        # when requests still in the window ended
-        self._ended: deque[float] = deque([clock()] * limit if start_full else [])
+        self._ended: deque[float] = deque()  # when requests still in the window ended
         self._in_flight = 0
         self._finished = asyncio.Event()  # a request in flight ended
         self._turn = asyncio.Lock()  # FIFO: waiters get room in the order they came
+
+    def fill(self) -> None:
+        """Count the window as full from now: requests this pacing did not see (the log
+        in, the command sync, what a process killed a moment ago sent) share Discord's
+        window, so the first paced request waits one window."""
+        self._ended.extend([self._clock()] * self.limit)
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:

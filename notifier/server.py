@@ -76,9 +76,7 @@ def build(settings: Settings) -> ServiceSpec:
         api_base=settings.discord.discord_api_base,
         sync_guilds=[int(g) for g in settings.discord.discord_command_guilds],
     )
-    # Full at start: a notifier restarted right after a crash shares Discord's window with
-    # what its previous self sent.
-    pace = SlidingWindowLimit(settings.discord.discord_global_limit, start_full=True)
+    pace = SlidingWindowLimit(settings.discord.discord_global_limit)
     dms = DiscordDirectMessages(bot, pace)
     concurrency = settings.discord.notifier_send_concurrency
     sender = Sender(ledger, dms, accounts, channels, concurrency=concurrency)
@@ -116,6 +114,7 @@ def build(settings: Settings) -> ServiceSpec:
         except discord.LoginFailure:
             log.error("Discord refused AIFX_DISCORD_TOKEN; the bot is off", api=api_base)
             return
+        pace.fill()  # the log-in, the sync and a killed predecessor's requests
         batch = settings.discord.notifier_send_batch
         tasks.append(asyncio.create_task(send_owed(sender, owed, batch=batch), name="send"))
         tasks.append(asyncio.create_task(bot.connect(), name="discord"))

@@ -98,10 +98,11 @@ def test_a_limit_needs_room_for_a_request():
         SlidingWindowLimit(0)
 
 
-async def test_a_window_that_starts_full_waits_one_window_before_the_first_request():
+async def test_a_filled_window_waits_one_window_before_the_next_request():
     clock = SteppedClock(start=100.0)
     sleep = Sleeper(clock)
-    limit = SlidingWindowLimit(3, 1.0, clock=clock, sleep=sleep, start_full=True)
+    limit = SlidingWindowLimit(3, 1.0, clock=clock, sleep=sleep)
+    limit.fill()
     async with limit.slot():
         assert clock.now == pytest.approx(101.0)  # what a killed predecessor sent has left
     assert sleep.slept == [1.0]
