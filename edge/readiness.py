@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.errors import DomainError
 from common.grpc_client import GrpcClient
-from common.settings import Settings, get_settings
+from common.settings import DiscordSettings, Settings, get_settings
 
 TIMEOUT_SECONDS = 60.0
 
@@ -59,6 +59,9 @@ async def wait_for_stack(settings: Settings) -> None:
         "signal_svc": settings.network.signal_port,
         "position_svc": settings.network.position_port,
     }
+    bot_on = bool(settings.discord.discord_token.get_secret_value())
+    if bot_on:
+        services["notifier (Discord bot)"] = settings.discord.notifier_port
     for name, port in services.items():
         await wait_until(
             f"{name} (gRPC {host}:{port})",
@@ -89,7 +92,9 @@ async def wait_for_stack(settings: Settings) -> None:
         f":{settings.network.signal_metrics_port} (signal), "
         f":{settings.network.position_metrics_port} (position), "
         f":{settings.network.inference_metrics_port} (inference), "
-        f":{settings.network.model_server_metrics_port} (model server)\n"
+        f":{settings.network.model_server_metrics_port} (model server)"
+        + (f", :{settings.discord.notifier_metrics_port} (notifier)" if bot_on else "")
+        + f"\n  Discord bot       {_bot(settings) if bot_on else 'off: set AIFX_DISCORD_TOKEN'}\n"
         "Press Ctrl-C to stop everything.\n",
         flush=True,
     )
@@ -105,10 +110,6 @@ def main() -> None:
         asyncio.run(main_async())
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _market(settings: Settings) -> str:
     """Where signal_svc's prices come from, in the banner's words."""
     market = settings.market
@@ -119,8 +120,19 @@ def _market(settings: Settings) -> str:
     return f"replaying real EUR/USD hours and the ECB's daily fixings at {market.replay_speed:g}x"
 
 
+def _bot(settings: Settings) -> str:
+    """Where the Discord bot is connected, in the banner's words."""
+    api = settings.discord.discord_api_base
+    where = "Discord" if api == DiscordSettings.model_fields["discord_api_base"].default else api
+    return f"on, talking to {where}; health {settings.discord.notifier_port}"
+
+
 def _models(settings: Settings) -> str:
     model = settings.model
     if model.model_config_file is not None:
         return f"every model of {model.model_config_file.name}"
     return f"model {model.model_name}"
+
+
+if __name__ == "__main__":
+    main()

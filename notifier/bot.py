@@ -12,6 +12,7 @@ to the asker alone.
 from __future__ import annotations
 
 import io
+import logging
 from typing import Literal
 
 import discord
@@ -26,6 +27,17 @@ log = structlog.get_logger(__name__)
 
 TIMEFRAMES = TIMEFRAME_HELP.split(", ")
 PAGER_TIMEOUT_SECONDS = 600
+
+
+class _NoVoiceWarnings(logging.Filter):
+    """discord.py warns at start that voice libraries are missing; the bot never joins
+    a voice channel, and an operator should not go looking for PyNaCl."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "voice will NOT be supported" not in record.getMessage()
+
+
+logging.getLogger("discord.client").addFilter(_NoVoiceWarnings())
 
 
 def point_at(api_base: str) -> None:
