@@ -14,6 +14,7 @@ import structlog
 
 from notifier.ledger import CHANNEL, Delivery, Ledger, Owed
 from notifier.messages import SignalView, signal_embed
+from notifier.metrics import DELIVERIES
 from notifier.ports import (
     DirectMessages,
     PositionOwners,
@@ -146,9 +147,11 @@ class Sender:
                     outcome = await self._messages.send(delivery)
                     if isinstance(outcome, Sent):
                         await self._ledger.mark_sent(delivery.id)
+                        DELIVERIES.labels("sent").inc()
                         sent += 1
                     elif isinstance(outcome, Unreachable):
                         await self._refused(delivery, outcome)
+                        DELIVERIES.labels("unreachable").inc()
                         break
                     else:
                         struggling.set()  # Discord is struggling: start no more
@@ -159,6 +162,7 @@ class Sender:
                             reason=outcome.reason,
                         )
                         await self._ledger.attempt_failed(delivery.id, outcome.reason)
+                        DELIVERIES.labels("retry").inc()
                         break
             return sent
 

@@ -140,6 +140,25 @@ async def test_closed_dms_are_given_up_on_at_once(ledger):
     assert await ledger.pending() == []
 
 
+async def test_deliveries_are_counted_by_outcome(ledger):
+    from notifier.metrics import DELIVERIES
+
+    def counts() -> list[float]:
+        return [DELIVERIES.labels(o)._value.get() for o in ("sent", "unreachable", "retry")]
+
+    before = counts()
+    fanout = SignalFanout(ledger, Recipients(PEOPLE))
+    discord, closed = FakeDiscord(), Closed()
+    discord.closed.add("222")
+    await fanout.owe(signal())
+    await Sender(ledger, discord, closed).send_pending()
+    discord.failing = True
+    await fanout.owe(signal())
+    await Sender(ledger, discord, closed).send_pending()
+    sent, unreachable, retry = (a - b for a, b in zip(counts(), before, strict=True))
+    assert (sent, unreachable) == (2, 1) and retry >= 1
+
+
 async def test_a_struggling_discord_delays_and_never_drops(ledger):
     fanout = SignalFanout(ledger, Recipients(PEOPLE))
     discord = FakeDiscord()
