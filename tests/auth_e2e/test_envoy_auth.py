@@ -688,6 +688,36 @@ async def test_patch_preferences_with_timeframes_as_traders_write_them(http):
     ]
 
 
+async def test_patch_discord_dm_modes_as_words_and_a_bad_one_named(http):
+    _, registered = await register(http)
+    auth = bearer(registered["tokens"]["accessToken"])
+
+    response = await http.patch(
+        "/api/v1/auth/preferences",
+        json={"discordNotifications": {"signal": "silent", "stopLossHit": "OFF"}},
+        headers=auth,
+    )
+
+    assert response.status_code == 200, response.text
+    modes = response.json()["preferences"]["discordNotifications"]
+    assert modes["signal"] == "NOTIFICATION_MODE_SILENT"
+    assert modes["stopLossHit"] == "NOTIFICATION_MODE_OFF"
+    assert modes["takeProfitHit"] == "NOTIFICATION_MODE_ON"
+    refused = await http.patch(
+        "/api/v1/auth/preferences",
+        json={"discordNotifications": {"signal": "loud"}},
+        headers=auth,
+    )
+    body = error(refused, 400, 3)
+    assert body["message"] == (
+        'signal: "loud" is not a notification mode; use one of on, silent, off'
+    )
+    stored = await http.get("/api/v1/auth/preferences", headers=auth)
+    assert stored.json()["preferences"]["discordNotifications"]["signal"] == (
+        "NOTIFICATION_MODE_SILENT"
+    )
+
+
 # --- Discord linking -----------------------------------------------------------------
 
 
