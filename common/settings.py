@@ -32,6 +32,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_FILE = ".env"
+DISCORD_API = "https://discord.com/api/v10"
 
 
 def _split_commas(value: object) -> object:
@@ -310,7 +311,7 @@ class DiscordSettings(_Group):
     discord_token: SecretStr = SecretStr("")
     # Discord's REST API base; the gateway is asked of it (GET /gateway/bot). Point it at
     # a stand-in (tests/discord_standin.py) to try the bot without Discord.
-    discord_api_base: str = "https://discord.com/api/v10"
+    discord_api_base: str = DISCORD_API
     # Servers whose slash commands are synced at start (they appear at once there);
     # global commands are always synced and may take a while to show everywhere.
     discord_command_guilds: CommaList = []

@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.errors import DomainError
 from common.grpc_client import GrpcClient
-from common.settings import DiscordSettings, Settings, get_settings
+from common.settings import DISCORD_API, Settings, get_settings
 
 TIMEOUT_SECONDS = 60.0
 
@@ -123,7 +123,7 @@ def _market(settings: Settings) -> str:
 def _bot(settings: Settings) -> str:
     """Where the Discord bot is connected, in the banner's words."""
     api = settings.discord.discord_api_base
-    where = "Discord" if api == DiscordSettings.model_fields["discord_api_base"].default else api
+    where = "Discord" if api.rstrip("/") == DISCORD_API else api
     return f"on, talking to {where}; health {settings.discord.notifier_port}"
 
 

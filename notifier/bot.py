@@ -20,8 +20,11 @@ import structlog
 import yarl
 from discord import app_commands
 
+from common.settings import DISCORD_API
+from notifier.account_messages import unexpected_embed
 from notifier.commands import Asker, Commands, Reply
 from notifier.inputs import TIMEFRAME_HELP
+from notifier.messages import error_embed
 
 log = structlog.get_logger(__name__)
 
@@ -98,8 +101,7 @@ async def send_reply(interaction: discord.Interaction, reply: Reply, *, public: 
 
 
 class AifxBot(discord.Client):
-    """The bot: slash commands over `commands`; `on_ready_hook` runs once logged in
-    (the notifier starts sending DMs then)."""
+    """The bot: the slash commands of `commands`, synced at log-in."""
 
     def __init__(
         self,
@@ -121,7 +123,7 @@ class AifxBot(discord.Client):
     async def setup_hook(self) -> None:
         """After login, before the gateway: find the gateway the API base names (a
         stand-in serves its own) and sync the slash commands."""
-        if self.api_base.rstrip("/") != "https://discord.com/api/v10":
+        if self.api_base.rstrip("/") != DISCORD_API:
             _, url, _ = await self.http.get_bot_gateway()
             discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
         synced = await self.tree.sync()
@@ -159,12 +161,18 @@ class AifxBot(discord.Client):
             error=repr(error),
             command=getattr(interaction.command, "name", None),
         )
-        reply = "Something went wrong on our side; it has been logged. Please try again."
+        if isinstance(error, app_commands.TransformerError):
+            embed = error_embed(
+                "That was not accepted", f"`{error.value}` is not what this option takes."
+            )
+        else:
+            embed = unexpected_embed()
+        reply = discord.Embed.from_dict(embed)
         try:
             if interaction.response.is_done():
-                await interaction.followup.send(reply, ephemeral=True)
+                await interaction.followup.send(embed=reply, ephemeral=True)
             else:
-                await interaction.response.send_message(reply, ephemeral=True)
+                await interaction.response.send_message(embed=reply, ephemeral=True)
         except discord.HTTPException:
             pass  # the interaction is gone; the log has it
 
