@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from aifx.auth.v1 import auth_pb2
+from aifx.common.v1 import market_pb2
 from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
 from tests.auth.test_discord_links import credential, internal
 from tests.discord_standin import MEMBER_PERMISSIONS
@@ -23,6 +24,25 @@ EPHEMERAL = 1 << 6
 MANAGE_GUILD = 1 << 5
 SUPPRESS_NOTIFICATIONS = 1 << 12
 SIGNAL_FOOTER = re.compile(r"AIFX signal (\d+) ")
+
+
+async def stored_signal_ids(bot: BotStack, pair: str, *, down_to: int) -> list[int]:
+    """The ids of the pair's stored 1h signals, newest first page by page until `down_to`
+    is passed, sorted."""
+    stub = signal_pb2_grpc.SignalServiceStub(bot.edge.signal_channel)
+    ids: list[int] = []
+    token = ""
+    while True:
+        page = await stub.ListSignals(
+            signal_pb2.ListSignalsRequest(
+                pair=pair, timeframe=market_pb2.TIMEFRAME_H1, page_size=500, page_token=token
+            ),
+            metadata=bot.edge.service_credential,
+        )
+        ids += [int(s.id) for s in page.signals]
+        token = page.next_page_token
+        if not token or (ids and min(ids) < down_to):
+            return sorted(ids)
 
 
 def signal_ids(messages: list[dict]) -> list[int]:
@@ -44,7 +64,7 @@ async def test_a_linked_user_gets_each_matching_signal_once_and_silently_when_as
         discordNotifications={"signal": "silent"},
     )
     dms = await eventually(
-        lambda: (m := bot.standin.dms_to(trader.discord_id)) and len(m) >= 4 and m,
+        lambda: (m := list(bot.standin.dms_to(trader.discord_id))) and len(m) >= 4 and m,
         "four signal DMs",
         within=60.0,
     )
@@ -53,11 +73,7 @@ async def test_a_linked_user_gets_each_matching_signal_once_and_silently_when_as
     assert all(m["flags"] & SUPPRESS_NOTIFICATIONS for m in dms)
     assert all(m["embeds"][0]["title"].startswith("EUR/USD 1h — ") for m in dms)
     # Every EUR/USD 1h signal from the first DM'd to the last was DM'd: none skipped.
-    page = await signal_pb2_grpc.SignalServiceStub(bot.edge.signal_channel).ListSignals(
-        signal_pb2.ListSignalsRequest(pair="EUR/USD", page_size=500),
-        metadata=bot.edge.service_credential,
-    )
-    stored = sorted(int(s.id) for s in page.signals if s.timeframe == 2)
+    stored = await stored_signal_ids(bot, "EUR/USD", down_to=min(ids))
     assert [i for i in stored if min(ids) <= i <= max(ids)] == sorted(ids)
 
 
@@ -139,6 +155,9 @@ async def test_positions_a_take_profit_dm_and_performance_with_its_chart(bot: Bo
                 "pair": "EURUSD",
                 "side": "buy",
                 "lotSize": "0.10",
+                # Entered at the price just read, not "at market": the replay may move
+                # between the two, and a take-profit must stay above the entry.
+                "entryPrice": f"{price.price:.5f}",
                 "takeProfit": f"{price.price + 0.0001:.5f}",
                 "stopLoss": f"{price.price - 0.05:.5f}",
             },
@@ -204,7 +223,7 @@ async def test_a_server_admin_sets_a_signal_channel_and_signals_are_posted_once_
     [reply] = await record.wait_for_followups()
     assert reply["embeds"][0]["title"] == "Signal channel" and reply["flags"] & EPHEMERAL
     posted = await eventually(
-        lambda: (m := bot.standin.messages_in(SIGNALS_CHANNEL_ID)) and len(m) >= 3 and m,
+        lambda: (m := list(bot.standin.messages_in(SIGNALS_CHANNEL_ID))) and len(m) >= 3 and m,
         "three signals in the channel",
         within=60.0,
     )
