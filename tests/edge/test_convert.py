@@ -1,0 +1,62 @@
+"""A signal as the old system's Socket.IO clients read it: the seed's field names and
+values, AIFX's additions alongside."""
+
+from __future__ import annotations
+
+from google.protobuf import timestamp_pb2
+
+from aifx.common.v1 import market_pb2
+from aifx.signal.v1 import signal_pb2
+from edge.convert import trading_signal
+
+
+def test_a_signal_in_the_seeds_field_names():
+    message = signal_pb2.Signal(
+        id="42",
+        pair="EUR/USD",
+        timeframe=market_pb2.TIMEFRAME_H1,
+        action=market_pb2.TRADE_ACTION_BUY,
+        confidence=0.85,
+        strength=signal_pb2.SIGNAL_STRENGTH_VERY_STRONG,
+        entry_price=1.1234,
+        stop_loss=1.11,
+        take_profit=1.15,
+        risk_reward_ratio=1.99,
+        indicators=signal_pb2.IndicatorSnapshot(sma_20=1.12, rsi_14=45.2, macd=0.0012),
+        source=signal_pb2.SIGNAL_SOURCE_MODEL,
+        model_name="lstm",
+        model_version="1",
+        candle_time=timestamp_pb2.Timestamp(seconds=1762855200),
+        create_time=timestamp_pb2.Timestamp(seconds=1762857000, nanos=250_000_000),
+    )
+    assert trading_signal(message) == {
+        "id": "42",
+        "pair": "EUR/USD",
+        "timeframe": "1h",
+        "signal": "buy",
+        "confidence": 0.85,
+        "entryPrice": 1.1234,
+        "stopLoss": 1.11,
+        "takeProfit": 1.15,
+        "riskRewardRatio": 1.99,
+        "signalStrength": "very_strong",
+        "technicalData": {"sma_20": 1.12, "rsi_14": 45.2, "macd": 0.0012},
+        "timestamp": "2025-11-11T10:30:00.250Z",
+        "candleTime": "2025-11-11T10:00:00.000Z",
+        "source": "model",
+        "model": "lstm v1",
+    }
+
+
+def test_a_hold_without_levels_has_nulls_not_zeros():
+    message = signal_pb2.Signal(
+        id="7",
+        pair="USD/JPY",
+        timeframe=market_pb2.TIMEFRAME_D1,
+        action=market_pb2.TRADE_ACTION_HOLD,
+        source=signal_pb2.SIGNAL_SOURCE_TECHNICAL_FALLBACK,
+    )
+    event = trading_signal(message)
+    assert (event["stopLoss"], event["takeProfit"], event["riskRewardRatio"]) == (None,) * 3
+    assert event["signal"] == "hold" and event["source"] == "technical"
+    assert event["technicalData"] == {}
