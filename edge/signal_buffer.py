@@ -1,0 +1,40 @@
+"""The newest signals the edge has relayed, kept in order so that a Socket.IO client
+that reconnects with the last signal id it saw gets what it missed — in order, once —
+without a stream or a query per client. Plain Python."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+DEFAULT_SIZE = 1000
+
+
+class SignalBuffer:
+    """The last `size` signal events (trading:signal payloads), oldest first."""
+
+    def __init__(self, size: int = DEFAULT_SIZE) -> None:
+        self._events: deque[dict[str, Any]] = deque(maxlen=size)
+
+    def add(self, event: dict[str, Any]) -> None:
+        self._events.append(event)
+
+    @property
+    def last_id(self) -> str | None:
+        return self._events[-1]["id"] if self._events else None
+
+    def after(self, last_seen_id: str) -> list[dict[str, Any]] | None:
+        """The events after `last_seen_id`, oldest first; None when that id is older
+        than what is kept (the caller must fetch the gap elsewhere)."""
+        for index, event in enumerate(self._events):
+            if event["id"] == last_seen_id:
+                return list(self._events)[index + 1 :]
+        try:
+            seen = int(last_seen_id)
+        except ValueError:
+            return None
+        # An id newer than everything kept (the client saw a signal this edge has not
+        # relayed yet: another replica's) means nothing was missed here.
+        if self._events and seen > int(self._events[-1]["id"]):
+            return []
+        return None
