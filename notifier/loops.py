@@ -2,36 +2,30 @@
 the ledger, and sending what the ledger owes. Plain Python over the ports: no gRPC, no
 Discord.
 
-Following resumes after the last item already owed (the ledger's cursor) on every
-(re)connection, so a broken stream or a restart neither skips nor repeats an item's
-deliveries; a dependency that is down is retried with backoff, never given up on.
-Sending wakes when new deliveries are owed, or every `idle_seconds` to retry what a
-struggling Discord left pending. Neither loop ends on a failure: one that ended would
-leave the notifier up but silent until restarted.
+Following (common.following) resumes after the last item already owed (the ledger's
+cursor) on every (re)connection, so a broken stream or a restart neither skips nor
+repeats an item's deliveries. Sending wakes when new deliveries are owed, or every
+`idle_seconds` to retry what a struggling Discord left pending. Neither loop ends on a
+failure: one that ended would leave the notifier up but silent until restarted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
 import structlog
 
-from common.errors import DomainError
+from common import following
+from common.following import RECONNECT_BACKOFF, Stream
 from notifier.fanout import Sender
 
 log = structlog.get_logger(__name__)
 
-RECONNECT_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)
-
-
 Item = TypeVar("Item")
 Item_contra = TypeVar("Item_contra", contravariant=True)
-
-# Every item of a stream after the given cursor (replayed, then live).
-Stream = Callable[[str | None], AsyncIterator[Item]]
 
 
 class Fanout(Protocol[Item_contra]):
@@ -54,22 +48,13 @@ async def follow(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
     """Owe every item of `stream` (signals, position events) to its recipients,
-    forever; sets `owed` when there is news."""
-    failures = 0
-    while True:
-        try:
-            async for item in stream(await fanout.resume_after()):
-                if await fanout.owe(item):
-                    owed.set()
-                failures = 0
-            log.info("stream ended; following again", stream=name)
-        except DomainError as error:
-            log.warning("stream failed; following again", stream=name, error=error.message)
-        except Exception:  # the ledger's database, say: the follower must outlive it
-            log.exception("following failed; following again", stream=name)
-        wait = backoff[min(failures, len(backoff) - 1)]
-        failures += 1
-        await sleep(wait)
+    forever (common.following); sets `owed` when there is news."""
+
+    async def owe(item: Item) -> None:
+        if await fanout.owe(item):
+            owed.set()
+
+    await following.follow(name, stream, fanout.resume_after, owe, backoff=backoff, sleep=sleep)
 
 
 async def send_owed(
