@@ -102,6 +102,7 @@ class NetworkSettings(_Group):
     position_metrics_port: int = 9103
     inference_metrics_port: int = 9104
     model_server_metrics_port: int = 9106
+    edge_metrics_port: int = 9105
     # Where a client finds each service; empty means 127.0.0.1 with its default port.
     # The model server may be ours or a real tensorflow_model_server.
     auth_target: str = ""

@@ -61,8 +61,11 @@ class SocketBridge:
         await self._server.enter_room(sid, user_room(claims.subject))
         log.info("socket connected", user_id=claims.subject)
 
-    async def subscribe_signals(self, sid: str, data: Any = None) -> None:
+    async def subscribe_signals(self, sid: str, data: Any = None) -> dict[str, Any]:
+        """Join the signal room (after sending what was missed); the acknowledgement
+        says so, for a client that waits for it (`socket.emitWithAck`)."""
         last_seen = data.get("lastSignalId") if isinstance(data, dict) else None
+        resumed = 0
         async with self._signals:
             if last_seen:
                 missed = self._buffer.after(str(last_seen))
@@ -76,7 +79,9 @@ class SocketBridge:
                 else:
                     for event in missed:
                         await self._server.emit("trading:signal", event, to=sid)
+                    resumed = len(missed)
             await self._server.enter_room(sid, SIGNALS_ROOM)
+        return {"subscribed": "signals", "resumed": resumed}
 
     async def relay_signal(self, event: dict[str, Any]) -> None:
         """A new signal to every subscriber (and kept for resumes)."""

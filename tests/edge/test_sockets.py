@@ -78,16 +78,14 @@ async def test_subscribers_get_signals_and_a_resume_gets_what_it_missed_once(bri
     relay, url = bridge
     live = Client()
     await live.connect(url, "good-alice")
-    await live.io.emit("subscribe:signals")
-    await eventually(
-        lambda: relay._server.manager.rooms.get("/", {}).get("signals:global"), "a subscriber"
-    )
+    assert await live.io.call("subscribe:signals") == {"subscribed": "signals", "resumed": 0}
     for n in (1, 2, 3):
         await relay.relay_signal(signal(n))
     await eventually(lambda: len(live.signals) == 3, "three signals")
     late = Client()
     await late.connect(url, "good-bob")
-    await late.io.emit("subscribe:signals", {"lastSignalId": "1"})
+    ack = await late.io.call("subscribe:signals", {"lastSignalId": "1"})
+    assert ack == {"subscribed": "signals", "resumed": 2}
     await eventually(lambda: len(late.signals) == 2, "the two missed")
     await relay.relay_signal(signal(4))
     await eventually(lambda: len(late.signals) == 3 and len(live.signals) == 4, "the next")

@@ -1,0 +1,130 @@
+"""Wiring of the edge: the Socket.IO bridge on an aiohttp web app, fed by the signal
+stream, with token checks against auth_svc's keys. No logic here.
+
+The edge is an HTTP process (browsers speak HTTP and WebSocket to it through Envoy),
+so its health is `GET /healthz` rather than the gRPC health service, its metrics are on
+AIFX_EDGE_METRICS_PORT, and it stops on SIGTERM like every service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import socketio
+import structlog
+from aiohttp import web
+from prometheus_client import start_http_server
+
+from common import following
+from common.access_tokens import AccessClaims
+from common.grpc_client import GrpcClient
+from common.kv import create_store
+from common.logging import configure_logging
+from common.remote_jwks import RemoteJwks
+from common.revocation import RevocationList
+from common.service_credentials import load_service_token
+from common.settings import Settings, get_settings
+from common.shutdown import stop_tasks
+from edge.clients import SignalEvents
+from edge.signal_buffer import SignalBuffer
+from edge.sockets import SocketBridge
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Edge:
+    """The edge's web app and what it runs beside it."""
+
+    app: web.Application
+    bridge: SocketBridge
+    start: Callable[[], None]
+    release: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+def build(settings: Settings) -> Edge:
+    """The edge's parts; call inside the running event loop."""
+    signal_client = GrpcClient(
+        "signal_svc",
+        settings.network.effective_signal_target,
+        service_token=load_service_token(settings),
+    )
+    revocations = create_store(settings.storage, settings.storage.effective_revocation_prefix)
+    jwks = RemoteJwks(
+        settings.network.effective_auth_target,
+        issuer=settings.tokens.jwt_issuer,
+        audience=settings.tokens.jwt_audience,
+        is_revoked=RevocationList(revocations).is_revoked,
+    )
+
+    async def verify(token: str) -> AccessClaims:
+        return await (await jwks.verifier()).verify(token)
+
+    server = socketio.AsyncServer(
+        async_mode="aiohttp", cors_allowed_origins=list(settings.edge.cors_allowed_origins)
+    )
+    app = web.Application()
+    server.attach(app)
+    buffer = SignalBuffer()
+    bridge = SocketBridge(server, verify, buffer)
+    events = SignalEvents(signal_client)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "serving"})
+
+    app.router.add_get("/healthz", healthz)
+
+    async def last_relayed() -> str | None:
+        return buffer.last_id
+
+    def start() -> None:
+        tasks.append(
+            asyncio.create_task(
+                following.follow("signals", events.after, last_relayed, bridge.relay_signal),
+                name="relay-signals",
+            )
+        )
+
+    async def release() -> None:
+        await stop_tasks(*tasks)
+        for close in (signal_client.close, jwks.close, revocations.close):
+            await close()
+
+    return Edge(app, bridge, start, [release])
+
+
+async def serve(settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    edge = build(settings)
+    runner = web.AppRunner(edge.app)
+    await runner.setup()
+    host, port = settings.general.bind_host, settings.network.edge_port
+    await web.TCPSite(runner, host, port).start()
+    edge.start()
+    log.info("serving", service="edge", address=f"http://{host}:{port}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down", service="edge")
+    await runner.cleanup()
+    for release in edge.release:
+        await release()
+    log.info("stopped", service="edge")
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings, "edge")
+    if settings.network.edge_metrics_port:
+        start_http_server(settings.network.edge_metrics_port, addr=settings.general.bind_host)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()
