@@ -30,6 +30,7 @@ def upstreams(settings: Settings) -> dict[str, tuple[str, int]]:
         "auth_svc": (settings.general.bind_host, settings.network.auth_port),
         "signal_svc": (settings.general.bind_host, settings.network.signal_port),
         "position_svc": (settings.general.bind_host, settings.network.position_port),
+        "edge": (settings.general.bind_host, settings.network.edge_port),
         "envoy_self": ("127.0.0.1", settings.network.envoy_port),
     }
 
@@ -54,7 +55,7 @@ def render(settings: Settings) -> dict[str, Any]:
     _http_filter(manager, TRANSCODER)["proto_descriptor"] = str(DESCRIPTOR)
     for route in manager["route_config"]["virtual_hosts"][0]["routes"]:
         per_route = route.get("typed_per_filter_config", {}).get(TRANSCODER)
-        if per_route is not None:
+        if per_route is not None and not per_route.get("disabled"):
             per_route["proto_descriptor"] = str(DESCRIPTOR)
     provider = _http_filter(manager, JWT_AUTHN)["providers"]["aifx"]
     provider["issuer"] = settings.tokens.jwt_issuer

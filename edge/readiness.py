@@ -68,6 +68,12 @@ async def wait_for_stack(settings: Settings) -> None:
             lambda port=port: grpc_serving(f"{host}:{port}"),
             deadline,
         )
+    edge = f"http://{host}:{settings.network.edge_port}"
+    await wait_until(
+        f"edge ({edge})",
+        lambda: asyncio.to_thread(http_ok, f"{edge}/healthz"),
+        deadline,
+    )
     public = f"http://127.0.0.1:{settings.network.envoy_port}"
     await wait_until(
         f"envoy ({public})",
@@ -81,6 +87,8 @@ async def wait_for_stack(settings: Settings) -> None:
         f"e.g. grpcurl -plaintext {host}:{settings.network.auth_port} list\n"
         f"  gRPC signal_svc   {host}:{settings.network.signal_port}   ({_market(settings)})\n"
         f"  Signals (SSE)     {public}/api/v1/trading/signals:stream?access_token=...\n"
+        f"  Socket.IO         {public}/socket.io/   (io(url, {{auth: {{token}}}}), "
+        "then emit subscribe:signals)\n"
         f"  gRPC position_svc {host}:{settings.network.position_port}   "
         f"positions: {public}/api/v1/positions\n"
         f"  gRPC inference    {host}:{settings.network.inference_port}   (service credential: "
@@ -92,6 +100,7 @@ async def wait_for_stack(settings: Settings) -> None:
         f":{settings.network.signal_metrics_port} (signal), "
         f":{settings.network.position_metrics_port} (position), "
         f":{settings.network.inference_metrics_port} (inference), "
+        f":{settings.network.edge_metrics_port} (edge), "
         f":{settings.network.model_server_metrics_port} (model server)"
         + (f", :{settings.discord.notifier_metrics_port} (notifier)" if bot_on else "")
         + f"\n  Discord bot       {_bot(settings) if bot_on else 'off: set AIFX_DISCORD_TOKEN'}\n"

@@ -25,6 +25,7 @@ from common.kv import create_store
 from common.logging import configure_logging
 from common.remote_jwks import RemoteJwks
 from common.revocation import RevocationList
+from common.server import SHUTDOWN_GRACE_SECONDS
 from common.service_credentials import load_service_token
 from common.settings import Settings, get_settings
 from common.shutdown import stop_tasks
@@ -40,6 +41,7 @@ class Edge:
     """The edge's web app and what it runs beside it."""
 
     app: web.Application
+    sockets: socketio.AsyncServer
     bridge: SocketBridge
     start: Callable[[], None]
     release: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -94,13 +96,15 @@ def build(settings: Settings) -> Edge:
         for close in (signal_client.close, jwks.close, revocations.close):
             await close()
 
-    return Edge(app, bridge, start, [release])
+    return Edge(app, server, bridge, start, [release])
 
 
 async def serve(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT."""
     edge = build(settings)
-    runner = web.AppRunner(edge.app)
+    # Open long-polls and sockets are closed by the Socket.IO shutdown below; what is
+    # left gets the grace every service gives in-flight work.
+    runner = web.AppRunner(edge.app, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
     await runner.setup()
     host, port = settings.general.bind_host, settings.network.edge_port
     await web.TCPSite(runner, host, port).start()
@@ -112,6 +116,7 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down", service="edge")
+    await edge.sockets.shutdown()  # clients are told, and reconnect to another edge
     await runner.cleanup()
     for release in edge.release:
         await release()

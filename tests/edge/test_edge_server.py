@@ -14,12 +14,14 @@ from common.service_credentials import load_service_token
 from edge.server import build
 from tests.auth.test_auth_rpcs import register
 from tests.edge.test_sockets import Client
+from tests.envoy import envoy_settings, running_envoy
 from tests.infra import eventually
 from tests.notifier_e2e.stream_standin import StreamStandin, signal_message
 
 
-@pytest.fixture
-async def edge(auth) -> AsyncIterator[tuple[str, StreamStandin]]:
+@pytest.fixture(scope="module")
+async def edge(auth, tmp_path_factory) -> AsyncIterator[tuple[str, StreamStandin, str]]:
+    """The edge on a free port, and Envoy in front of it (its URL third)."""
     token = load_service_token(auth.settings)
     streams = StreamStandin(token)
     await streams.start()
@@ -27,15 +29,18 @@ async def edge(auth) -> AsyncIterator[tuple[str, StreamStandin]]:
         auth_target=auth.address, signal_target=streams.target, service_token=token
     )
     built = build(settings)
-    runner = web.AppRunner(built.app)
+    runner = web.AppRunner(built.app, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     built.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    proxied = envoy_settings(settings, auth.server.port).replace(edge_port=port)
     try:
-        yield f"http://127.0.0.1:{port}", streams
+        async with running_envoy(proxied, tmp_path_factory.mktemp("envoy")) as envoy:
+            yield f"http://127.0.0.1:{port}", streams, envoy.url
     finally:
+        await built.sockets.shutdown()
         await runner.cleanup()
         for release in built.release:
             await release()
@@ -43,7 +48,7 @@ async def edge(auth) -> AsyncIterator[tuple[str, StreamStandin]]:
 
 
 async def test_a_real_token_gets_the_relayed_signals_and_a_forged_one_is_refused(auth, edge):
-    url, streams = edge
+    url, streams, _ = edge
     forged = Client()
     with pytest.raises(socketio.exceptions.ConnectionError):
         await forged.connect(url, "eyJhbGciOiJub25lIn0.e30.")
@@ -66,3 +71,20 @@ async def test_a_real_token_gets_the_relayed_signals_and_a_forged_one_is_refused
     )
     assert event["entryPrice"] == pytest.approx(1.0841) and event["signalStrength"] == "strong"
     await client.io.disconnect()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_through_envoy_by_websocket_and_by_long_polling(auth, edge, transport):
+    _, streams, public = edge
+    token = (await register(auth)).tokens.access_token
+    client = Client()
+    await client.io.connect(public, auth={"token": token}, transports=[transport])
+    assert client.io.transport() == transport
+    await client.io.call("subscribe:signals")
+    await eventually(lambda: streams.open_signal_streams >= 1, "the edge following signals")
+    await streams.publish(signal_message("202", "GBP/USD", "4h", confidence=0.6, entry=1.27))
+    await eventually(lambda: client.signals, "a trading:signal through Envoy")
+    assert client.signals[0]["id"] == "202" and client.signals[0]["timeframe"] == "4h"
+    # Not a polite disconnect: over long-polling that waits for the open poll (up to the
+    # server's 25 s ping interval) to come back.
+    await client.io.eio.disconnect(abort=True)
