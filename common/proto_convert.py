@@ -19,6 +19,12 @@ if TIMEFRAME_TO_PROTO != TIMEFRAME_NUMBERS:
         "common.market.TIMEFRAME_NUMBERS no longer matches aifx.common.v1.Timeframe: "
         f"{TIMEFRAME_NUMBERS} != {TIMEFRAME_TO_PROTO}"
     )
+# How messages to people write a trade action (a Discord embed, a Socket.IO event).
+TRADE_ACTION_NAMES: dict[int, str] = {
+    market_pb2.TRADE_ACTION_BUY: "buy",
+    market_pb2.TRADE_ACTION_SELL: "sell",
+    market_pb2.TRADE_ACTION_HOLD: "hold",
+}
 # TIMEFRAME_UNSPECIFIED and unknown numbers map to nothing: common.request_fields reads
 # requests with the rule for what that means.
 TIMEFRAME_FROM_PROTO = {value: key for key, value in TIMEFRAME_TO_PROTO.items()}

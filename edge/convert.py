@@ -17,15 +17,9 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from aifx.common.v1 import market_pb2
 from aifx.signal.v1 import signal_pb2
-from common.proto_convert import TIMEFRAME_FROM_PROTO
+from common.proto_convert import TIMEFRAME_FROM_PROTO, TRADE_ACTION_NAMES
 
-_ACTIONS = {
-    market_pb2.TRADE_ACTION_BUY: "buy",
-    market_pb2.TRADE_ACTION_SELL: "sell",
-    market_pb2.TRADE_ACTION_HOLD: "hold",
-}
 _STRENGTHS = {
     signal_pb2.SIGNAL_STRENGTH_WEAK: "weak",
     signal_pb2.SIGNAL_STRENGTH_MODERATE: "moderate",
@@ -52,7 +46,7 @@ def trading_signal(signal: signal_pb2.Signal) -> dict[str, Any]:
         "id": signal.id,
         "pair": signal.pair,
         "timeframe": timeframe.value if timeframe else None,
-        "signal": _ACTIONS.get(signal.action, "hold"),
+        "signal": TRADE_ACTION_NAMES.get(signal.action, "hold"),
         "confidence": signal.confidence,
         "entryPrice": signal.entry_price,
         "stopLoss": _optional(signal, "stop_loss"),

@@ -9,17 +9,12 @@ from aifx.common.v1 import market_pb2
 from aifx.position.v1 import position_pb2
 from aifx.signal.v1 import signal_pb2
 from common.market import Timeframe
-from common.proto_convert import TIMEFRAME_FROM_PROTO, TIMEFRAME_TO_PROTO
+from common.proto_convert import TIMEFRAME_FROM_PROTO, TIMEFRAME_TO_PROTO, TRADE_ACTION_NAMES
 from notifier.commands import PERIODS as PERIOD_NAMES
 from notifier.messages import SignalView
 from notifier.ports import PreferencesUpdate
 from notifier.views import PerformanceView, PositionEventView, PositionView, PreferencesView
 
-_ACTIONS = {
-    market_pb2.TRADE_ACTION_BUY: "buy",
-    market_pb2.TRADE_ACTION_SELL: "sell",
-    market_pb2.TRADE_ACTION_HOLD: "hold",
-}
 _STRENGTHS = {
     signal_pb2.SIGNAL_STRENGTH_WEAK: "weak",
     signal_pb2.SIGNAL_STRENGTH_MODERATE: "moderate",
@@ -34,7 +29,7 @@ def signal_view(signal: signal_pb2.Signal) -> SignalView:
         id=signal.id,
         pair=signal.pair,
         timeframe=timeframe.value if timeframe else "?",
-        action=_ACTIONS.get(signal.action, "hold"),
+        action=TRADE_ACTION_NAMES.get(signal.action, "hold"),
         confidence=signal.confidence,
         strength=_STRENGTHS.get(signal.strength, "weak"),
         entry=signal.entry_price,
