@@ -8,7 +8,7 @@ from typing import Any
 
 from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
 from common.grpc_client import GrpcClient
-from edge.convert import trading_signal
+from edge.convert import price_event, trading_signal
 
 
 class SignalEvents:
@@ -24,3 +24,18 @@ class SignalEvents:
         async for message in self._client.stream(stub.StreamAllSignals, request):
             if message.HasField("signal"):
                 yield trading_signal(message.signal)
+
+
+class PriceEvents:
+    """SignalInternalService.StreamPricesInternal for every pair, as `price:<PAIR>`
+    payloads (prices are not resumed: the next quote supersedes a missed one)."""
+
+    def __init__(self, client: GrpcClient) -> None:
+        self._client = client
+
+    async def after(self, _: str | None) -> AsyncIterator[dict[str, Any]]:
+        stub = self._client.stub(signal_pb2_grpc.SignalInternalServiceStub)
+        request = signal_pb2.StreamPricesInternalRequest()
+        async for message in self._client.stream(stub.StreamPricesInternal, request):
+            if message.HasField("update"):
+                yield price_event(message.update)

@@ -59,3 +59,17 @@ def trading_signal(signal: signal_pb2.Signal) -> dict[str, Any]:
         "source": "model" if signal.source == signal_pb2.SIGNAL_SOURCE_MODEL else "technical",
         "model": f"{signal.model_name} v{signal.model_version}",
     }
+
+
+def price_event(update: signal_pb2.PriceUpdate) -> dict[str, Any]:
+    """The `price:<PAIR>` payload of a quote: `{pair, price, timestamp}` as the old
+    system sent it, with the bar's `high` and `low` (what a stop-loss or take-profit is
+    checked against)."""
+    price = update.price
+    return {
+        "pair": price.pair,
+        "price": price.price,
+        "high": update.high,
+        "low": update.low,
+        "timestamp": _iso(price.time),
+    }

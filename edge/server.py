@@ -29,7 +29,7 @@ from common.server import SHUTDOWN_GRACE_SECONDS
 from common.service_credentials import load_service_token
 from common.settings import Settings, get_settings
 from common.shutdown import stop_tasks
-from edge.clients import SignalEvents
+from edge.clients import PriceEvents, SignalEvents
 from edge.signal_buffer import SignalBuffer
 from edge.sockets import SocketBridge
 
@@ -72,7 +72,7 @@ def build(settings: Settings) -> Edge:
     server.attach(app)
     buffer = SignalBuffer()
     bridge = SocketBridge(server, verify, buffer)
-    events = SignalEvents(signal_client)
+    events, prices = SignalEvents(signal_client), PriceEvents(signal_client)
     tasks: list[asyncio.Task[None]] = []
 
     async def healthz(request: web.Request) -> web.Response:
@@ -83,11 +83,20 @@ def build(settings: Settings) -> Edge:
     async def last_relayed() -> str | None:
         return buffer.last_id
 
+    async def live_only() -> str | None:
+        return None
+
     def start() -> None:
         tasks.append(
             asyncio.create_task(
                 following.follow("signals", events.after, last_relayed, bridge.relay_signal),
                 name="relay-signals",
+            )
+        )
+        tasks.append(
+            asyncio.create_task(
+                following.follow("prices", prices.after, live_only, bridge.relay_price),
+                name="relay-prices",
             )
         )
 

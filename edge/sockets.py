@@ -20,6 +20,7 @@ import structlog
 
 from common.access_tokens import AccessClaims
 from common.errors import DomainError
+from common.market import normalize_pair
 from edge.signal_buffer import SignalBuffer
 
 log = structlog.get_logger(__name__)
@@ -34,6 +35,11 @@ def user_room(user_id: str) -> str:
     return f"user:{user_id}"
 
 
+def price_room(pair: str) -> str:
+    """The room, and the event name, of a pair's quotes: "price:EUR/USD"."""
+    return f"price:{pair}"
+
+
 class SocketBridge:
     """The event handlers of `server`, and the relay of signals into its rooms."""
 
@@ -46,6 +52,8 @@ class SocketBridge:
         self._signals = asyncio.Lock()
         server.on("connect", self.connect)
         server.on("subscribe:signals", self.subscribe_signals)
+        server.on("subscribe:price", self.subscribe_price)
+        server.on("unsubscribe:price", self.unsubscribe_price)
 
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
@@ -82,6 +90,34 @@ class SocketBridge:
                     resumed = len(missed)
             await self._server.enter_room(sid, SIGNALS_ROOM)
         return {"subscribed": "signals", "resumed": resumed}
+
+    async def subscribe_price(self, sid: str, pair: Any = None) -> dict[str, Any] | None:
+        """Join `price:<PAIR>` (the pair as traders write it: "EURUSD", "EUR/USD")."""
+        name = await self._pair(sid, pair)
+        if name is None:
+            return None
+        await self._server.enter_room(sid, price_room(name))
+        return {"subscribed": price_room(name)}
+
+    async def unsubscribe_price(self, sid: str, pair: Any = None) -> dict[str, Any] | None:
+        name = await self._pair(sid, pair)
+        if name is None:
+            return None
+        await self._server.leave_room(sid, price_room(name))
+        return {"unsubscribed": price_room(name)}
+
+    async def relay_price(self, event: dict[str, Any]) -> None:
+        """A quote to the sockets following its pair, as `price:<PAIR>`."""
+        room = price_room(event["pair"])
+        await self._server.emit(room, event, room=room)
+
+    async def _pair(self, sid: str, raw: Any) -> str | None:
+        """The pair a client named, or None after telling it what is wrong."""
+        try:
+            return normalize_pair(str(raw) if raw is not None else "")
+        except ValueError as wrong:
+            await self.error(sid, str(wrong), "INVALID_ARGUMENT")
+            return None
 
     async def relay_signal(self, event: dict[str, Any]) -> None:
         """A new signal to every subscriber (and kept for resumes)."""

@@ -60,3 +60,22 @@ def test_a_hold_without_levels_has_nulls_not_zeros():
     assert (event["stopLoss"], event["takeProfit"], event["riskRewardRatio"]) == (None,) * 3
     assert event["signal"] == "hold" and event["source"] == "technical"
     assert event["technicalData"] == {}
+
+
+def test_a_quote_as_the_old_price_event():
+    from edge.convert import price_event
+
+    update = signal_pb2.PriceUpdate(
+        price=signal_pb2.Price(
+            pair="EUR/USD", price=1.0841, time=timestamp_pb2.Timestamp(seconds=1762855200)
+        ),
+        high=1.0850,
+        low=1.0830,
+    )
+    assert price_event(update) == {
+        "pair": "EUR/USD",
+        "price": 1.0841,
+        "high": 1.085,
+        "low": 1.083,
+        "timestamp": "2025-11-11T10:00:00.000Z",
+    }

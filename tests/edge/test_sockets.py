@@ -106,3 +106,37 @@ async def test_a_resume_from_too_long_ago_is_told_where_to_look(bridge):
     assert client.errors[0]["code"] == "RESUME_TOO_OLD"
     assert "/api/v1/trading/signals" in client.errors[0]["message"]
     await client.io.disconnect()
+
+
+async def test_prices_reach_only_the_sockets_following_the_pair(bridge):
+    relay, url = bridge
+    eur, gbp = Client(), Client()
+    quotes: dict[str, list[dict]] = {"eur": [], "gbp": []}
+    eur.io.on("price:EUR/USD", quotes["eur"].append)
+    gbp.io.on("price:EUR/USD", quotes["gbp"].append)
+    await eur.connect(url, "good-dave")
+    await gbp.connect(url, "good-erin")
+    assert await eur.io.call("subscribe:price", "eurusd") == {"subscribed": "price:EUR/USD"}
+    assert await gbp.io.call("subscribe:price", "GBP/USD") == {"subscribed": "price:GBP/USD"}
+    await relay.relay_price({"pair": "EUR/USD", "price": 1.0841})
+    await eventually(lambda: quotes["eur"], "the EUR/USD quote")
+    assert quotes["eur"] == [{"pair": "EUR/USD", "price": 1.0841}] and quotes["gbp"] == []
+    assert await eur.io.call("unsubscribe:price", "EUR/USD") == {"unsubscribed": "price:EUR/USD"}
+    await relay.relay_price({"pair": "EUR/USD", "price": 1.0842})
+    await relay.relay_price({"pair": "GBP/USD", "price": 1.27})
+    await eventually(lambda: gbp.io.connected, "still connected")
+    assert len(quotes["eur"]) == 1
+    for client in (eur, gbp):
+        await client.io.disconnect()
+
+
+async def test_a_bad_pair_gets_an_error_event_not_a_dropped_socket(bridge):
+    _, url = bridge
+    client = Client()
+    await client.connect(url, "good-frank")
+    assert await client.io.call("subscribe:price", "EURXYZ") is None
+    await eventually(lambda: client.errors, "an error event")
+    assert client.errors[0]["code"] == "INVALID_ARGUMENT"
+    assert "EUR/XYZ is not a supported pair" in client.errors[0]["message"]
+    assert client.io.connected
+    await client.io.disconnect()
