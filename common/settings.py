@@ -302,6 +302,8 @@ class EdgeSettings(_Group):
         "http://localhost:8081",
         "http://127.0.0.1:8081",
     ]
+    # The built dashboard the edge serves (`npm run build` in edge/dashboard).
+    dashboard_dir: Path = REPO_ROOT / "edge" / "dashboard" / "dist"
 
 
 class DiscordSettings(_Group):

@@ -1,5 +1,6 @@
-"""Wiring of the edge: the Socket.IO bridge on an aiohttp web app, fed by the signal
-stream, with token checks against auth_svc's keys. No logic here.
+"""Wiring of the edge: the Socket.IO bridge on an aiohttp web app, fed by the signal,
+price and position-event streams, with token checks against auth_svc's keys; the
+dashboard's session and model routes and its files. No logic here.
 
 The edge is an HTTP process (browsers speak HTTP and WebSocket to it through Envoy),
 so its health is `GET /healthz` rather than the gRPC health service, its metrics are on
@@ -29,8 +30,9 @@ from common.server import SHUTDOWN_GRACE_SECONDS
 from common.service_credentials import load_service_token
 from common.settings import Settings, get_settings
 from common.shutdown import stop_tasks
-from edge.clients import PriceEvents, SignalEvents
-from edge.signal_buffer import SignalBuffer
+from edge.clients import AuthSessions, ModelCards, PositionEvents, PriceEvents, SignalEvents
+from edge.event_buffer import EventBuffer
+from edge.routes import DashboardFiles, ModelRoutes, SessionRoutes, json_errors
 from edge.sockets import SocketBridge
 
 log = structlog.get_logger(__name__)
@@ -49,10 +51,17 @@ class Edge:
 
 def build(settings: Settings) -> Edge:
     """The edge's parts; call inside the running event loop."""
+    service_token = load_service_token(settings)
+    network = settings.network
     signal_client = GrpcClient(
-        "signal_svc",
-        settings.network.effective_signal_target,
-        service_token=load_service_token(settings),
+        "signal_svc", network.effective_signal_target, service_token=service_token
+    )
+    position_client = GrpcClient(
+        "position_svc", network.effective_position_target, service_token=service_token
+    )
+    auth_client = GrpcClient("auth_svc", network.effective_auth_target)
+    inference_client = GrpcClient(
+        "inference", network.effective_inference_target, service_token=service_token
     )
     revocations = create_store(settings.storage, settings.storage.effective_revocation_prefix)
     jwks = RemoteJwks(
@@ -68,20 +77,28 @@ def build(settings: Settings) -> Edge:
     server = socketio.AsyncServer(
         async_mode="aiohttp", cors_allowed_origins=list(settings.edge.cors_allowed_origins)
     )
-    app = web.Application()
+    # Session bodies are a few hundred bytes; nothing the edge takes is large.
+    app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
     server.attach(app)
-    buffer = SignalBuffer()
-    bridge = SocketBridge(server, verify, buffer)
+    signals, notifications = EventBuffer(), EventBuffer()
+    bridge = SocketBridge(server, verify, signals, notifications)
     events, prices = SignalEvents(signal_client), PriceEvents(signal_client)
+    position_events = PositionEvents(position_client)
     tasks: list[asyncio.Task[None]] = []
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "serving"})
 
     app.router.add_get("/healthz", healthz)
+    SessionRoutes(AuthSessions(auth_client)).add_to(app)
+    ModelRoutes(ModelCards(inference_client), verify).add_to(app)
+    DashboardFiles(settings.edge.dashboard_dir).add_to(app)  # last: it takes every path
 
-    async def last_relayed() -> str | None:
-        return buffer.last_id
+    async def last_signal() -> str | None:
+        return signals.last_id
+
+    async def last_notification() -> str | None:
+        return notifications.last_id
 
     async def live_only() -> str | None:
         return None
@@ -89,7 +106,7 @@ def build(settings: Settings) -> Edge:
     def start() -> None:
         tasks.append(
             asyncio.create_task(
-                following.follow("signals", events.after, last_relayed, bridge.relay_signal),
+                following.follow("signals", events.after, last_signal, bridge.relay_signal),
                 name="relay-signals",
             )
         )
@@ -99,10 +116,23 @@ def build(settings: Settings) -> Edge:
                 name="relay-prices",
             )
         )
+        tasks.append(
+            asyncio.create_task(
+                following.follow(
+                    "position events",
+                    position_events.after,
+                    last_notification,
+                    bridge.relay_notification,
+                ),
+                name="relay-notifications",
+            )
+        )
+        tasks.append(asyncio.create_task(bridge.broadcast_market(), name="market-updates"))
 
     async def release() -> None:
         await stop_tasks(*tasks)
-        for close in (signal_client.close, jwks.close, revocations.close):
+        clients = (signal_client, position_client, auth_client, inference_client)
+        for close in (*(c.close for c in clients), jwks.close, revocations.close):
             await close()
 
     return Edge(app, server, bridge, start, [release])

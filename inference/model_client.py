@@ -119,7 +119,7 @@ class ModelServerClient:
                 f"aifx_metadata.json is not readable in {folder}: {exc}",
                 reason="MODEL_METADATA_MISSING",
             ) from exc
-        return ServedModel(name=watch.name, version=version, metadata=metadata)
+        return ServedModel(name=watch.name, version=version, metadata=metadata, folder=folder)
 
     async def predict(self, inputs: np.ndarray, model: ServedModel) -> np.ndarray:
         request = predict_pb2.PredictRequest(

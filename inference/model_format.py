@@ -89,6 +89,16 @@ class ModelMetadata:
         return cls(**json.loads((version_dir / METADATA_FILE).read_text()))
 
 
+def read_documents(version_dir: Path) -> tuple[str, bytes]:
+    """The model card (Markdown) and reliability plot (PNG) training wrote beside a
+    version; empty for one that has none (an older or hand-made version)."""
+    card, plot = version_dir / CARD_FILE, version_dir / RELIABILITY_FILE
+    return (
+        card.read_text(encoding="utf-8") if card.is_file() else "",
+        plot.read_bytes() if plot.is_file() else b"",
+    )
+
+
 def complete_versions(base_path: Path) -> list[int]:
     """Version numbers under `base_path` whose folders are complete, ascending."""
     if not base_path.is_dir():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -64,6 +65,8 @@ class ServedModel:
     name: str
     version: int
     metadata: ModelMetadata
+    # The version's folder (models/<name>/<version>/), where its model card lies.
+    folder: Path | None = None
 
     def describe(self) -> str:
         return f"{self.name} v{self.version} ({', '.join(self.metadata.timeframes)})"

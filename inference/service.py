@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import grpc
@@ -18,6 +19,7 @@ from common.proto_convert import (
     timestamp,
     timestamp_from_epoch,
 )
+from inference.model_format import complete_versions, read_documents
 from inference.predictor import CandleColumns, Prediction, PredictionInput, Predictor
 
 ACTIONS = {
@@ -107,6 +109,11 @@ class InferenceService(inference_pb2_grpc.InferenceServiceServicer):
         meta = model.metadata
         metrics = meta.metrics
         thresholded = metrics.get("thresholded", {})
+        card, plot, versions = "", b"", [model.version]
+        if model.folder is not None:
+            versions = await asyncio.to_thread(complete_versions, model.folder.parent)
+            if request.include_documents:
+                card, plot = await asyncio.to_thread(read_documents, model.folder)
         return inference_pb2.GetModelInfoResponse(
             model_name=model.name,
             model_version=str(model.version),
@@ -130,4 +137,7 @@ class InferenceService(inference_pb2_grpc.InferenceServiceServicer):
             test_count=metrics.get("test_samples", 0),
             min_candles=meta.window.history,
             feature_names=meta.feature_names,
+            versions=[str(v) for v in versions],
+            model_card=card,
+            reliability_png=plot,
         )

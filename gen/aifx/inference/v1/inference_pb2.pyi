@@ -242,18 +242,25 @@ class GetModelInfoRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TIMEFRAME_FIELD_NUMBER: _builtins.int
+    INCLUDE_DOCUMENTS_FIELD_NUMBER: _builtins.int
     timeframe: _market_pb2.Timeframe.ValueType
     """Describe the model that predicts series of this bar length (each model covers its
     own timeframes: the hourly lstm 1h, lstm_daily 1d). Unspecified: 1h.
+    """
+    include_documents: _builtins.bool
+    """Also return the documents training wrote beside the version: the model card and the
+    reliability plot (tens of kilobytes, so only on request; the dashboard's model page
+    asks for them).
     """
     def __init__(
         self,
         *,
         timeframe: _market_pb2.Timeframe.ValueType = ...,
+        include_documents: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["timeframe", b"timeframe"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_documents", b"include_documents", "timeframe", b"timeframe"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -284,6 +291,9 @@ class GetModelInfoResponse(_message.Message):
     TEST_COUNT_FIELD_NUMBER: _builtins.int
     MIN_CANDLES_FIELD_NUMBER: _builtins.int
     FEATURE_NAMES_FIELD_NUMBER: _builtins.int
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    MODEL_CARD_FIELD_NUMBER: _builtins.int
+    RELIABILITY_PNG_FIELD_NUMBER: _builtins.int
     model_name: _builtins.str
     """Name of the model, e.g. "lstm"."""
     model_version: _builtins.str
@@ -314,6 +324,14 @@ class GetModelInfoResponse(_message.Message):
     """How many samples the test period has."""
     min_candles: _builtins.int
     """Candles a PredictRequest needs at least: `lookback` plus the indicator warm-up."""
+    model_card: _builtins.str
+    """The model card training wrote (MODEL_CARD.md, Markdown) when `include_documents`
+    was asked; empty otherwise or when the version has none.
+    """
+    reliability_png: _builtins.bytes
+    """The reliability plot of the test period (PNG) when `include_documents` was asked;
+    empty otherwise or when the version has none.
+    """
     @_builtins.property
     def train_time(self) -> _timestamp_pb2.Timestamp:
         """When the model was trained (UTC)."""
@@ -348,6 +366,12 @@ class GetModelInfoResponse(_message.Message):
     def feature_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Names of the model's input features, in tensor order."""
 
+    @_builtins.property
+    def versions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every complete version of this model on the inference service's disk, ascending (the
+        served one among them).
+        """
+
     def __init__(
         self,
         *,
@@ -370,10 +394,13 @@ class GetModelInfoResponse(_message.Message):
         test_count: _builtins.int = ...,
         min_candles: _builtins.int = ...,
         feature_names: _abc.Iterable[_builtins.str] | None = ...,
+        versions: _abc.Iterable[_builtins.str] | None = ...,
+        model_card: _builtins.str = ...,
+        reliability_png: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_thresholded_accuracy", b"_thresholded_accuracy", "data_end_time", b"data_end_time", "data_start_time", b"data_start_time", "test_start_time", b"test_start_time", "thresholded_accuracy", b"thresholded_accuracy", "train_time", b"train_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_thresholded_accuracy", b"_thresholded_accuracy", "calibration_method", b"calibration_method", "confidence_threshold", b"confidence_threshold", "data_end_time", b"data_end_time", "data_start_time", b"data_start_time", "feature_names", b"feature_names", "hold_band_atr", b"hold_band_atr", "horizon", b"horizon", "lookback", b"lookback", "metrics", b"metrics", "min_candles", b"min_candles", "model_name", b"model_name", "model_version", b"model_version", "pairs", b"pairs", "test_count", b"test_count", "test_start_time", b"test_start_time", "thresholded_accuracy", b"thresholded_accuracy", "thresholded_count", b"thresholded_count", "timeframes", b"timeframes", "train_time", b"train_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_thresholded_accuracy", b"_thresholded_accuracy", "calibration_method", b"calibration_method", "confidence_threshold", b"confidence_threshold", "data_end_time", b"data_end_time", "data_start_time", b"data_start_time", "feature_names", b"feature_names", "hold_band_atr", b"hold_band_atr", "horizon", b"horizon", "lookback", b"lookback", "metrics", b"metrics", "min_candles", b"min_candles", "model_card", b"model_card", "model_name", b"model_name", "model_version", b"model_version", "pairs", b"pairs", "reliability_png", b"reliability_png", "test_count", b"test_count", "test_start_time", b"test_start_time", "thresholded_accuracy", b"thresholded_accuracy", "thresholded_count", b"thresholded_count", "timeframes", b"timeframes", "train_time", b"train_time", "versions", b"versions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__thresholded_accuracy: _TypeAlias = _typing.Literal["thresholded_accuracy"]  # noqa: Y015
     _WhichOneofArgType__thresholded_accuracy: _TypeAlias = _typing.Literal["_thresholded_accuracy", b"_thresholded_accuracy"]  # noqa: Y015

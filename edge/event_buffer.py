@@ -1,6 +1,7 @@
-"""The newest signals the edge has relayed, kept in order so that a Socket.IO client
-that reconnects with the last signal id it saw gets what it missed — in order, once —
-without a stream or a query per client. Plain Python."""
+"""The newest events the edge has relayed (signals, position notifications), kept in
+order so that a Socket.IO client that reconnects with the last id it saw gets what it
+missed — in order, once — without a stream or a query per client. Ids are the streams'
+sequence numbers as strings, so "newer" is a number comparison. Plain Python."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Any
 DEFAULT_SIZE = 1000
 
 
-class SignalBuffer:
-    """The last `size` signal events (trading:signal payloads), oldest first."""
+class EventBuffer:
+    """The last `size` events (payloads with an "id"), oldest first."""
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self._events: deque[dict[str, Any]] = deque(maxlen=size)
@@ -33,7 +34,7 @@ class SignalBuffer:
             seen = int(last_seen_id)
         except ValueError:
             return None
-        # An id newer than everything kept (the client saw a signal this edge has not
+        # An id newer than everything kept (the client saw an event this edge has not
         # relayed yet: another replica's) means nothing was missed here.
         if self._events and seen > int(self._events[-1]["id"]):
             return []

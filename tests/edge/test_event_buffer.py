@@ -3,11 +3,11 @@ a plain "do not know" when the id is older than what the edge keeps."""
 
 from __future__ import annotations
 
-from edge.signal_buffer import SignalBuffer
+from edge.event_buffer import EventBuffer
 
 
-def buffer_of(*ids: int, size: int = 10) -> SignalBuffer:
-    buffer = SignalBuffer(size)
+def buffer_of(*ids: int, size: int = 10) -> EventBuffer:
+    buffer = EventBuffer(size)
     for n in ids:
         buffer.add({"id": str(n)})
     return buffer
