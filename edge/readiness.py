@@ -82,6 +82,7 @@ async def wait_for_stack(settings: Settings) -> None:
     )
     print(
         "\nAIFX is up.\n"
+        f"  Dashboard         {public}/   <- open this in a browser and sign up\n"
         f"  REST (Envoy)      {public}/api/v1/...   e.g. curl {public}/api/v1/auth/jwks\n"
         f"  gRPC auth_svc     {host}:{settings.network.auth_port}   "
         f"e.g. grpcurl -plaintext {host}:{settings.network.auth_port} list\n"

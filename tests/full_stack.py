@@ -1,0 +1,155 @@
+"""The whole stack as `make run` starts it — the Procfile's commands, each a process of
+its own — on free ports, in a private var/ folder, for tests and benchmarks that use AIFX
+the way its users do (a browser, socket.io-client, curl) through Envoy.
+
+Each process is started separately rather than under honcho (which stops everything when
+one process exits), so a test can stop one service mid-session and watch the rest cope.
+Ready means the `ready` process printed its banner: every component answered its health
+check.
+
+    with FullStack(tmp_path, replay_speed=36_000) as stack:
+        stack.url            # http://127.0.0.1:<envoy port>, the dashboard
+        stack.stop("signal") # SIGTERM one service
+        stack.start("signal")
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+from common.settings import REPO_ROOT
+from tests.infra import free_port
+
+PROCFILE = REPO_ROOT / "Procfile"
+READY_BANNER = "AIFX is up."
+START_TIMEOUT_SECONDS = 120.0
+# Every port setting of common.settings.NetworkSettings (the notifier is not started).
+PORTS = (
+    "auth_port",
+    "signal_port",
+    "position_port",
+    "inference_port",
+    "model_server_port",
+    "edge_port",
+    "envoy_port",
+    "envoy_admin_port",
+    "auth_metrics_port",
+    "signal_metrics_port",
+    "position_metrics_port",
+    "inference_metrics_port",
+    "model_server_metrics_port",
+    "edge_metrics_port",
+)
+
+
+def procfile_commands() -> dict[str, str]:
+    """The Procfile's processes, by name, without the notifier (no Discord token here)."""
+    commands = {}
+    for line in PROCFILE.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, command = line.split(":", 1)
+            commands[name.strip()] = command.strip()
+    commands.pop("notifier", None)
+    return commands
+
+
+class FullStack:
+    """The Procfile's processes with `settings` (AIFX_* names, lower case, no prefix)."""
+
+    def __init__(self, workdir: Path, **settings: object) -> None:
+        self.workdir = workdir
+        self.ports = {name: free_port() for name in PORTS}
+        env = {key: value for key, value in os.environ.items() if not key.startswith("AIFX_")}
+        values = {"var_dir": workdir / "var", "log_format": "json", **self.ports, **settings}
+        env |= {f"AIFX_{key.upper()}": str(value) for key, value in values.items()}
+        # The venv's scripts (envoy, grpcurl) first, as `make run` puts them.
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        self.env = env
+        self.commands = procfile_commands()
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['envoy_port']}"
+
+    def log_path(self, name: str) -> Path:
+        return self.workdir / f"{name}.log"
+
+    def start(self, name: str) -> None:
+        """Start (or restart) one process, its output appended to <name>.log."""
+        with self.log_path(name).open("ab") as log:
+            self.processes[name] = subprocess.Popen(
+                self.commands[name].split(),
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def stop(self, name: str, timeout: float = 15.0) -> None:
+        """SIGTERM one process (SIGKILL if it lingers)."""
+        process = self.processes.get(name)
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def log(self, name: str, tail: int = 4000) -> str:
+        path = self.log_path(name)
+        return path.read_text(errors="replace")[-tail:] if path.exists() else ""
+
+    def logs(self) -> str:
+        """The tail of every process's log, for a failure message."""
+        return "\n".join(f"--- {name} ---\n{self.log(name, 1500)}" for name in self.commands)
+
+    def __enter__(self) -> FullStack:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "common.migrations"],
+            cwd=REPO_ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+        )
+        try:
+            for name in self.commands:
+                self.start(name)
+            self._wait_until_ready()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if READY_BANNER in self.log("ready", tail=100_000):
+                return
+            exited = [n for n, p in self.processes.items() if p.poll() is not None]
+            if exited:
+                raise RuntimeError(f"{exited} exited while starting:\n{self.logs()}")
+            time.sleep(0.2)
+        raise RuntimeError(
+            f"the stack was not ready in {START_TIMEOUT_SECONDS:.0f} s:\n{self.logs()}"
+        )
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        # Envoy and the edge first, so clients see the front door close, then the rest.
+        for name in ("envoy", "ready", "edge", *self.processes):
+            self.stop(name)
