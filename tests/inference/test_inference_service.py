@@ -102,6 +102,21 @@ async def test_model_info_reports_the_card(inference):
     )
     assert info.test_count > 0 and info.data_start_time.seconds < info.test_start_time.seconds
     assert info.calibration_method == "temperature_scaling"
+    # The documents only on request; the versions always.
+    assert info.model_card == "" and info.reliability_png == b""
+    assert info.model_version in info.versions
+
+
+async def test_get_model_info_with_documents_gives_the_card_and_plot_of_the_served_version(
+    inference,
+):
+    info = await inference.stub.GetModelInfo(
+        inference_pb2.GetModelInfoRequest(include_documents=True), metadata=inference.credential
+    )
+    card = (inference.version_dir / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert info.model_card == card and "## Bottom line" in info.model_card
+    assert info.reliability_png.startswith(b"\x89PNG")
+    assert info.reliability_png == (inference.version_dir / "reliability.png").read_bytes()
 
 
 @pytest.mark.parametrize(
