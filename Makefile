@@ -12,10 +12,11 @@ TRAIN_SITE = $(shell $(TRAIN_PY) -c 'import sysconfig; print(sysconfig.get_paths
 TRAIN_STAMP := $(TRAIN_VENV)/.installed
 ARGS ?=
 
-.PHONY: setup gen lint format test run bench lock clean help train train-setup
+.PHONY: setup dashboard gen lint format test run bench lock clean help train train-setup
 
 help:
 	@echo "make setup   create .venv, install pinned dependencies, generate code"
+	@echo "make dashboard  rebuild the browser dashboard (edge/dashboard -> dist)"
 	@echo "make gen     regenerate gen/ from proto/"
 	@echo "make run     start the whole stack (Ctrl-C stops it)"
 	@echo "make test    run the whole test-suite"
@@ -42,6 +43,14 @@ setup: $(PY)
 	@# gen/ is committed; generate only when it is missing, so the freshness check in
 	@# `make lint`/`make test` still catches a contract edited without `make gen`.
 	test -d gen/aifx || $(MAKE) gen
+	$(MAKE) dashboard
+	@# socket.io-client (npm), the second real client the Socket.IO tests drive.
+	npm ci --prefix tests/edge/node --no-audit --no-fund --loglevel=error
+
+# The dashboard: a React + Vite app built into edge/dashboard/dist, which the edge serves.
+dashboard:
+	npm ci --prefix edge/dashboard --no-audit --no-fund --loglevel=error
+	npm run --prefix edge/dashboard build
 
 gen:
 	$(PY) scripts/protogen.py

@@ -33,6 +33,7 @@ from common.errors import DomainError
 from common.market import normalize_pair
 from edge.event_buffer import EventBuffer
 from edge.market_board import MarketBoard
+from edge.metrics import EVENTS, EXPIRED, REFUSED, SOCKETS
 
 log = structlog.get_logger(__name__)
 
@@ -42,7 +43,7 @@ EXPIRY_WARNING_SECONDS = 60.0
 # The most `market:update` events a second.
 MARKET_UPDATE_INTERVAL = 1.0
 # The data of a refused connection (socket.io-client: `connect_error` → err.data).
-REFUSED = {"code": "UNAUTHENTICATED"}
+REFUSAL = {"code": "UNAUTHENTICATED"}
 Verify = Callable[[str], Awaitable[AccessClaims]]
 
 
@@ -96,19 +97,23 @@ class SocketBridge:
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         if not token:
+            REFUSED.labels("no_token").inc()
             raise socketio.exceptions.ConnectionRefusedError(
-                "send your access token: io(url, {auth: {token}})", REFUSED
+                "send your access token: io(url, {auth: {token}})", REFUSAL
             )
         try:
             claims = await self._verify(str(token))
         except DomainError as refused:
-            raise socketio.exceptions.ConnectionRefusedError(refused.message, REFUSED) from None
+            REFUSED.labels("bad_token").inc()
+            raise socketio.exceptions.ConnectionRefusedError(refused.message, REFUSAL) from None
         await self._server.save_session(sid, {"user_id": claims.subject})
         await self._server.enter_room(sid, user_room(claims.subject))
         self._watch_expiry(sid, claims.expires_at)
+        SOCKETS.inc()
         log.info("socket connected", user_id=claims.subject)
 
     async def disconnect(self, sid: str, reason: Any = None) -> None:
+        SOCKETS.dec()
         for timer in self._expiry.pop(sid, ()):
             timer.cancel()
 
@@ -128,6 +133,7 @@ class SocketBridge:
 
     async def _expire(self, sid: str) -> None:
         self._expiry.pop(sid, None)
+        EXPIRED.inc()
         await self.error(
             sid, "your access token expired: sign in again or send auth:refresh", "TOKEN_EXPIRED"
         )
@@ -241,12 +247,14 @@ class SocketBridge:
         async with self._signal_turn:
             self._signals.add(event)
             self._board.on_signal(event)
+            EVENTS.labels("trading:signal").inc()
             await self._server.emit("trading:signal", event, room=SIGNALS_ROOM)
 
     async def relay_price(self, event: dict[str, Any]) -> None:
         """A quote to the sockets following its pair, as `price:<PAIR>`."""
         self._board.on_price(event)
         room = price_room(event["pair"])
+        EVENTS.labels("price").inc()
         await self._server.emit(room, event, room=room)
 
     async def relay_notification(self, event: dict[str, Any]) -> None:
@@ -254,6 +262,7 @@ class SocketBridge:
         async with self._notification_turn:
             self._notifications.add(event)
             room = notification_room(_owner(event))
+            EVENTS.labels("notification").inc()
             await self._server.emit("notification", event, room=room)
 
     async def broadcast_market(
@@ -265,6 +274,7 @@ class SocketBridge:
             await sleep(MARKET_UPDATE_INTERVAL)
             if self._board.changed:
                 self._board.changed = False
+                EVENTS.labels("market:update").inc()
                 await self._server.emit("market:update", self._board.snapshot(), room=SIGNALS_ROOM)
 
     async def error(self, sid: str, message: str, code: str) -> None:
