@@ -14,12 +14,6 @@ from aiohttp import web
 from edge.routes import COOKIE, SECURITY_HEADERS, SESSION_HEADER
 from edge.server import build
 from tests.auth.test_auth_rpcs import PASSWORD, names
-from tests.inference.conftest import (  # noqa: F401 (fixtures used here)
-    inference,
-    model_config_file,
-    model_server,
-    served_version_dir,
-)
 
 SESSION = {SESSION_HEADER: "1"}
 
@@ -28,7 +22,7 @@ SESSION = {SESSION_HEADER: "1"}
 async def edge(
     auth,
     inference,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The edge's web app (its relays not started) on a free port, and a client of it."""
     dist = tmp_path / "dist"
