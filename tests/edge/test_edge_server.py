@@ -4,51 +4,18 @@ subscribers as the old system's `trading:signal` — python-socketio's own clien
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 import socketio
-from aiohttp import web
 
-from common.service_credentials import load_service_token
-from edge.server import build
 from tests.auth.test_auth_rpcs import register
+from tests.edge.edge_stack import running_edge  # noqa: F401 (the `edge` fixture)
 from tests.edge.test_sockets import Client
-from tests.envoy import envoy_settings, running_envoy
 from tests.infra import eventually
-from tests.notifier_e2e.stream_standin import StreamStandin, signal_message
-
-
-@pytest.fixture(scope="module")
-async def edge(auth, tmp_path_factory) -> AsyncIterator[tuple[str, StreamStandin, str]]:
-    """The edge on a free port, and Envoy in front of it (its URL third)."""
-    token = load_service_token(auth.settings)
-    streams = StreamStandin(token)
-    await streams.start()
-    settings = auth.settings.replace(
-        auth_target=auth.address, signal_target=streams.target, service_token=token
-    )
-    built = build(settings)
-    runner = web.AppRunner(built.app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    built.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    proxied = envoy_settings(settings, auth.server.port).replace(edge_port=port)
-    try:
-        async with running_envoy(proxied, tmp_path_factory.mktemp("envoy")) as envoy:
-            yield f"http://127.0.0.1:{port}", streams, envoy.url
-    finally:
-        await built.sockets.shutdown()
-        await runner.cleanup()
-        for release in built.release:
-            await release()
-        await streams.stop()
+from tests.notifier_e2e.stream_standin import signal_message
 
 
 async def test_a_real_token_gets_the_relayed_signals_and_a_forged_one_is_refused(auth, edge):
-    url, streams, _ = edge
+    url, streams = edge.url, edge.streams
     forged = Client()
     with pytest.raises(socketio.exceptions.ConnectionError):
         await forged.connect(url, "eyJhbGciOiJub25lIn0.e30.")
@@ -75,7 +42,7 @@ async def test_a_real_token_gets_the_relayed_signals_and_a_forged_one_is_refused
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 async def test_through_envoy_by_websocket_and_by_long_polling(auth, edge, transport):
-    _, streams, public = edge
+    streams, public = edge.streams, edge.public
     token = (await register(auth)).tokens.access_token
     client = Client()
     await client.io.connect(public, auth={"token": token}, transports=[transport])
