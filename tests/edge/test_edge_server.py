@@ -8,7 +8,11 @@ import pytest
 import socketio
 
 from tests.auth.test_auth_rpcs import register
-from tests.edge.edge_stack import running_edge  # noqa: F401 (the `edge` fixture)
+from tests.edge.edge_stack import (  # noqa: F401 (the `edge` fixture)
+    position_event,
+    price_update,
+    running_edge,
+)
 from tests.edge.test_sockets import Client
 from tests.infra import eventually
 from tests.notifier_e2e.stream_standin import signal_message
@@ -55,3 +59,43 @@ async def test_through_envoy_by_websocket_and_by_long_polling(auth, edge, transp
     # Not a polite disconnect: over long-polling that waits for the open poll (up to the
     # server's 25 s ping interval) to come back.
     await client.io.eio.disconnect(abort=True)
+
+
+async def test_python_client_through_envoy_gets_its_own_notifications_prices_and_the_board(
+    edge,
+):
+    (alice_token, alice), (bob_token, bob) = await edge.new_user(), await edge.new_user()
+    clients = {"alice": Client(), "bob": Client()}
+    quotes: list[dict] = []
+    clients["alice"].io.on("price:EUR/USD", quotes.append)
+    for name, token in (("alice", alice_token), ("bob", bob_token)):
+        await clients[name].io.connect(edge.public, auth={"token": token}, transports=["websocket"])
+        ack = await clients[name].io.call("subscribe:notifications")
+        assert ack == {"subscribed": "notifications", "resumed": 0}
+    await clients["alice"].io.call("subscribe:price", "EURUSD")
+    await clients["alice"].io.call("subscribe:signals")
+    await eventually(lambda: edge.streams.open_signal_streams >= 1, "the edge following")
+    await edge.streams.publish_position_event(position_event(9001, alice, "opened"))
+    await edge.streams.publish_position_event(position_event(9002, bob, "take_profit_hit"))
+    await edge.streams.publish_price(price_update("EUR/USD", 1.0875))
+    await eventually(
+        lambda: clients["alice"].notifications and clients["bob"].notifications and quotes,
+        "each user's notification and the quote",
+    )
+    assert [(n["id"], n["type"]) for n in clients["alice"].notifications] == [
+        ("9001", "position_opened")
+    ]
+    assert [(n["id"], n["type"]) for n in clients["bob"].notifications] == [
+        ("9002", "take_profit_hit")
+    ]
+    assert quotes[0]["pair"] == "EUR/USD" and quotes[0]["price"] == pytest.approx(1.0875)
+    await eventually(
+        lambda: any(
+            row["pair"] == "EUR/USD" and row["price"] == pytest.approx(1.0875)
+            for update in clients["alice"].markets
+            for row in update["pairs"]
+        ),
+        "market:update with the quote",
+    )
+    for client in clients.values():
+        await client.io.disconnect()
