@@ -13,9 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 
-import grpc
 import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -32,71 +30,8 @@ from tests.envoy import envoy_settings, running_envoy
 from tests.infra import AuthStack, sign_access_token
 from tests.notifier_e2e.stream_standin import StreamStandin
 
-
-class EdgeStreams(StreamStandin):
-    """The notifier's stream stand-in, plus the price stream (live only, as the edge
-    asks for it) and a position-event stream that plays what the test publishes
-    (replayed after `resume_after_id`, then a heartbeat, then live)."""
-
-    def __init__(self, service_token: str) -> None:
-        super().__init__(service_token)
-        self.prices: list[signal_pb2.PriceUpdate] = []
-        self.position_events: list[position_pb2.PositionEvent] = []
-        self.open_price_streams = 0
-        self.open_position_streams = 0
-
-    async def publish_price(self, update: signal_pb2.PriceUpdate) -> None:
-        async with self._published:
-            self.prices.append(update)
-            self._published.notify_all()
-
-    async def publish_position_event(self, event: position_pb2.PositionEvent) -> None:
-        async with self._published:
-            self.position_events.append(event)
-            self._published.notify_all()
-
-    async def _live(self, items: list, sent: int) -> AsyncIterator:
-        """What is appended to `items` after the first `sent`, as it comes."""
-        while True:
-            async with self._published:
-                await self._published.wait_for(partial(lambda n: len(items) > n, sent))
-                fresh = items[sent:]
-                sent = len(items)
-            for item in fresh:
-                yield item
-
-    async def StreamPricesInternal(  # noqa: N802 (the gRPC method's name)
-        self, request: signal_pb2.StreamPricesInternalRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[signal_pb2.StreamPricesInternalResponse]:
-        await self._admit(context)
-        self.open_price_streams += 1
-        try:
-            async for update in self._live(self.prices, len(self.prices)):
-                if not request.pairs or update.price.pair in request.pairs:
-                    yield signal_pb2.StreamPricesInternalResponse(update=update)
-        finally:
-            self.open_price_streams -= 1
-
-    async def StreamAllPositionEvents(  # noqa: N802 (the gRPC method's name)
-        self,
-        request: position_pb2.StreamAllPositionEventsRequest,
-        context: grpc.aio.ServicerContext,
-    ) -> AsyncIterator[position_pb2.StreamAllPositionEventsResponse]:
-        await self._admit(context)
-        sent = len(self.position_events)
-        self.open_position_streams += 1
-        try:
-            if request.HasField("resume_after_id"):
-                for event in self.position_events[:sent]:
-                    if event.id > request.resume_after_id:
-                        yield position_pb2.StreamAllPositionEventsResponse(event=event)
-            heartbeat = position_pb2.Heartbeat()
-            heartbeat.time.GetCurrentTime()
-            yield position_pb2.StreamAllPositionEventsResponse(heartbeat=heartbeat)
-            async for event in self._live(self.position_events, sent):
-                yield position_pb2.StreamAllPositionEventsResponse(event=event)
-        finally:
-            self.open_position_streams -= 1
+# The edge follows all three of the stand-in's streams.
+EdgeStreams = StreamStandin
 
 
 def price_update(pair: str, price: float, *, at: datetime | None = None) -> signal_pb2.PriceUpdate:

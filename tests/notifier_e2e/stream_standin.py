@@ -1,12 +1,12 @@
-"""A protocol stand-in for the two streams the notifier follows: signal_svc's
-SignalInternalService.StreamAllSignals and position_svc's
-PositionInternalService.StreamAllPositionEvents, served over real gRPC so that a
-notifier started as its own process reads them exactly as it reads the real services.
+"""A protocol stand-in for the internal streams the notifier and the edge follow:
+signal_svc's SignalInternalService.StreamAllSignals and StreamPricesInternal and
+position_svc's PositionInternalService.StreamAllPositionEvents, served over real gRPC so
+that a process reads them exactly as it reads the real services.
 
-Signals are the ones the test `publish`es, kept in order. A request with
-`resume_after_id` gets every signal after that id replayed, then a heartbeat (as
-signal_svc sends when its replay is done), then live ones; without it, live ones only.
-The position-event stream stays open and quiet. Both refuse callers without the service
+Signals, quotes and position events are the ones the test publishes, kept in order. A
+request with `resume_after_id` gets every item after that id replayed, then a heartbeat
+(as the services send when their replay is done), then live ones; without it, live ones
+only (prices are live only, as the real stream). All refuse callers without the service
 credential, as the real services do. Every StreamAllSignals request is recorded, so a
 test can see where a restarted notifier resumed.
 
@@ -66,6 +66,10 @@ class StreamStandin(
         self.signals: list[signal_pb2.Signal] = []
         self.resumed_after: list[str] = []  # resume_after_id of each StreamAllSignals
         self.open_signal_streams = 0
+        self.prices: list[signal_pb2.PriceUpdate] = []
+        self.position_events: list[position_pb2.PositionEvent] = []
+        self.open_price_streams = 0
+        self.open_position_streams = 0
         self._published = asyncio.Condition()
         self._server: grpc.aio.Server | None = None
         self.port = 0
@@ -91,8 +95,25 @@ class StreamStandin(
             self.signals.append(signal)
             self._published.notify_all()
 
-    def _beyond(self, count: int) -> bool:
-        return len(self.signals) > count
+    async def publish_price(self, update: signal_pb2.PriceUpdate) -> None:
+        async with self._published:
+            self.prices.append(update)
+            self._published.notify_all()
+
+    async def publish_position_event(self, event: position_pb2.PositionEvent) -> None:
+        async with self._published:
+            self.position_events.append(event)
+            self._published.notify_all()
+
+    async def _live(self, items: list, sent: int) -> AsyncIterator:
+        """What is appended to `items` after the first `sent`, as it comes."""
+        while True:
+            async with self._published:
+                await self._published.wait_for(partial(lambda n: len(items) > n, sent))
+                fresh = items[sent:]
+                sent = len(items)
+            for item in fresh:
+                yield item
 
     async def _admit(self, context: grpc.aio.ServicerContext) -> None:
         metadata = dict(context.invocation_metadata() or ())
@@ -119,15 +140,22 @@ class StreamStandin(
             heartbeat = signal_pb2.Heartbeat()
             heartbeat.time.GetCurrentTime()
             yield signal_pb2.StreamAllSignalsResponse(heartbeat=heartbeat)
-            while True:
-                async with self._published:
-                    await self._published.wait_for(partial(self._beyond, sent))
-                    fresh = self.signals[sent:]
-                    sent = len(self.signals)
-                for signal in fresh:
-                    yield signal_pb2.StreamAllSignalsResponse(signal=signal)
+            async for signal in self._live(self.signals, sent):
+                yield signal_pb2.StreamAllSignalsResponse(signal=signal)
         finally:
             self.open_signal_streams -= 1
+
+    async def StreamPricesInternal(  # noqa: N802 (the gRPC method's name)
+        self, request: signal_pb2.StreamPricesInternalRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[signal_pb2.StreamPricesInternalResponse]:
+        await self._admit(context)
+        self.open_price_streams += 1
+        try:
+            async for update in self._live(self.prices, len(self.prices)):
+                if not request.pairs or update.price.pair in request.pairs:
+                    yield signal_pb2.StreamPricesInternalResponse(update=update)
+        finally:
+            self.open_price_streams -= 1
 
     async def StreamAllPositionEvents(  # noqa: N802 (the gRPC method's name)
         self,
@@ -135,5 +163,17 @@ class StreamStandin(
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[position_pb2.StreamAllPositionEventsResponse]:
         await self._admit(context)
-        await asyncio.Event().wait()  # no position events in these tests
-        yield position_pb2.StreamAllPositionEventsResponse()  # pragma: no cover
+        sent = len(self.position_events)
+        self.open_position_streams += 1
+        try:
+            if request.HasField("resume_after_id"):
+                for event in self.position_events[:sent]:
+                    if event.id > request.resume_after_id:
+                        yield position_pb2.StreamAllPositionEventsResponse(event=event)
+            heartbeat = position_pb2.Heartbeat()
+            heartbeat.time.GetCurrentTime()
+            yield position_pb2.StreamAllPositionEventsResponse(heartbeat=heartbeat)
+            async for event in self._live(self.position_events, sent):
+                yield position_pb2.StreamAllPositionEventsResponse(event=event)
+        finally:
+            self.open_position_streams -= 1
