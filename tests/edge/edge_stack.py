@@ -30,9 +30,6 @@ from tests.envoy import envoy_settings, running_envoy
 from tests.infra import AuthStack, sign_access_token
 from tests.notifier_e2e.stream_standin import StreamStandin
 
-# The edge follows all three of the stand-in's streams.
-EdgeStreams = StreamStandin
-
 
 def price_update(pair: str, price: float, *, at: datetime | None = None) -> signal_pb2.PriceUpdate:
     """A quote with a small range around it."""
@@ -75,7 +72,7 @@ def position_event(event_id: int, user_id: str, kind: str = "opened") -> positio
 class EdgeStack:
     url: str  # the edge itself
     public: str  # Envoy in front of it
-    streams: EdgeStreams
+    streams: StreamStandin
     auth: AuthStack
     settings: Settings
 
@@ -115,7 +112,7 @@ async def running_edge(auth, tmp_path_factory) -> AsyncIterator[EdgeStack]:
     from edge.server import build
 
     token = load_service_token(auth.settings)
-    streams = EdgeStreams(token)
+    streams = StreamStandin(token)
     await streams.start()
     settings = auth.settings.replace(
         auth_target=auth.address,
