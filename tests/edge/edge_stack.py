@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -106,11 +107,31 @@ class EdgeStack:
         return tokens.access_token
 
 
+@asynccontextmanager
+async def serving(settings: Settings, *, relay: bool = True) -> AsyncIterator[int]:
+    """The edge as `python -m edge` builds it, on a free port (yielded), its relays
+    started when `relay`; stopped and released after."""
+    from edge.server import build
+
+    built = build(settings)
+    runner = web.AppRunner(built.app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    if relay:
+        built.start()
+    try:
+        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    finally:
+        await built.sockets.shutdown()
+        await runner.cleanup()
+        for release in built.release:
+            await release()
+
+
 @pytest.fixture(scope="module", name="edge")
 async def running_edge(auth, tmp_path_factory) -> AsyncIterator[EdgeStack]:
     """The edge on a free port following the stream stand-in, and Envoy in front."""
-    from edge.server import build
-
     token = load_service_token(auth.settings)
     streams = StreamStandin(token)
     await streams.start()
@@ -120,20 +141,10 @@ async def running_edge(auth, tmp_path_factory) -> AsyncIterator[EdgeStack]:
         position_target=streams.target,
         service_token=token,
     )
-    built = build(settings)
-    runner = web.AppRunner(built.app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    built.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    proxied = envoy_settings(settings, auth.server.port).replace(edge_port=port)
     try:
-        async with running_envoy(proxied, tmp_path_factory.mktemp("envoy")) as envoy:
-            yield EdgeStack(f"http://127.0.0.1:{port}", envoy.url, streams, auth, settings)
+        async with serving(settings) as port:
+            proxied = envoy_settings(settings, auth.server.port).replace(edge_port=port)
+            async with running_envoy(proxied, tmp_path_factory.mktemp("envoy")) as envoy:
+                yield EdgeStack(f"http://127.0.0.1:{port}", envoy.url, streams, auth, settings)
     finally:
-        await built.sockets.shutdown()
-        await runner.cleanup()
-        for release in built.release:
-            await release()
         await streams.stop()

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiohttp import web
 
 from edge.routes import COOKIE, SECURITY_HEADERS, SESSION_HEADER
-from edge.server import build
 from tests.auth.test_auth_rpcs import PASSWORD, names
+from tests.edge.edge_stack import serving
 
 SESSION = {SESSION_HEADER: "1"}
 
@@ -36,19 +35,11 @@ async def edge(
         service_token=inference.credential[0][1],
         dashboard_dir=dist,
     )
-    built = build(settings)
-    runner = web.AppRunner(built.app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            yield client
-    finally:
-        await runner.cleanup()
-        for release in built.release:
-            await release()
+    async with (
+        serving(settings, relay=False) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client,
+    ):
+        yield client
 
 
 async def sign_up(client: httpx.AsyncClient) -> httpx.Response:
