@@ -74,6 +74,8 @@ format:
 
 test:
 	$(BIN)/pytest
+	@# The dashboard's own unit tests (vitest); its browser tests run in pytest.
+	npm test --prefix edge/dashboard --silent
 
 run:
 	$(PY) -m common.migrations

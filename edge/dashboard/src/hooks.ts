@@ -58,7 +58,7 @@ export const toasts = createStore<Toast[]>([]);
 let toastId = 0;
 export function toast(kind: Toast["kind"], title: string, body?: string, ms = 6000) {
   const t = { id: ++toastId, kind, title, body };
-  toasts.set([...toasts.get().slice(-4), t]);
+  toasts.set([...toasts.get().slice(-2), t]); // at most three at a time
   setTimeout(() => toasts.set(toasts.get().filter((x) => x.id !== t.id)), ms);
 }
 
