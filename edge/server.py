@@ -10,6 +10,7 @@ AIFX_EDGE_METRICS_PORT, and it stops on SIGTERM like every service.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from common.settings import Settings, get_settings
 from common.shutdown import stop_tasks
 from edge.clients import AuthSessions, ModelCards, PositionEvents, PriceEvents, SignalEvents
 from edge.event_buffer import EventBuffer
+from edge.origins import AllowedOrigins
 from edge.routes import DashboardFiles, ModelRoutes, SessionRoutes, json_errors
 from edge.sockets import SocketBridge
 
@@ -75,7 +77,8 @@ def build(settings: Settings) -> Edge:
         return await (await jwks.verifier()).verify(token)
 
     server = socketio.AsyncServer(
-        async_mode="aiohttp", cors_allowed_origins=list(settings.edge.cors_allowed_origins)
+        async_mode="aiohttp",
+        cors_allowed_origins=AllowedOrigins(settings.edge.cors_allowed_origins),
     )
     # Session bodies are a few hundred bytes; nothing the edge takes is large.
     app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
@@ -148,6 +151,10 @@ async def serve(settings: Settings) -> None:
     host, port = settings.general.bind_host, settings.network.edge_port
     await web.TCPSite(runner, host, port).start()
     edge.start()
+    # What start-up loaded stays: out of the collector's sight, so full collections do
+    # not stall a fan-out to every socket (as common.server does for gRPC services).
+    gc.collect()
+    gc.freeze()
     log.info("serving", service="edge", address=f"http://{host}:{port}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -7,7 +7,7 @@ user's room (`user:<id>`).
 
 - `subscribe:signals` joins the signal room and takes `{lastSignalId}` to resume: the
   signals after it are sent first, in order, once; then `market:update` (the latest
-  signal and the day's move per pair), again whenever it changes, at most once a second.
+  signal and the day's move per pair), again whenever it changes, at most every 2 s.
 - `subscribe:notifications` joins the user's notification room (only that user's
   position events, as `notification`) and takes `{lastNotificationId}` the same way.
 - `subscribe:price` / `unsubscribe:price` (a pair) for `price:EUR/USD` quotes.
@@ -40,8 +40,10 @@ log = structlog.get_logger(__name__)
 SIGNALS_ROOM = "signals:global"
 # How long before a token's expiry its socket is asked for a new one.
 EXPIRY_WARNING_SECONDS = 60.0
-# The most `market:update` events a second.
-MARKET_UPDATE_INTERVAL = 1.0
+# The least time between two `market:update` broadcasts: each is a write to every
+# subscribed socket, so it is kept rarer than the quotes (the chart's pair has its own
+# `price:<PAIR>` events for every tick).
+MARKET_UPDATE_INTERVAL = 2.0
 # The data of a refused connection (socket.io-client: `connect_error` → err.data).
 REFUSAL = {"code": "UNAUTHENTICATED"}
 Verify = Callable[[str], Awaitable[AccessClaims]]

@@ -4,6 +4,7 @@ page, and the dashboard's files with the app's routes falling back to index.html
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,6 +29,7 @@ async def edge(
     (dist / "assets").mkdir(parents=True)
     (dist / "index.html").write_text("<!doctype html><div id=root></div>")
     (dist / "assets" / "app-1a2b.js").write_text("console.log('aifx')")
+    (dist / "assets" / "app-1a2b.js.gz").write_bytes(gzip.compress(b"console.log('aifx')"))
     (dist / "favicon.svg").write_text("<svg/>")
     settings = auth.settings.replace(
         auth_target=auth.address,
@@ -199,6 +201,8 @@ async def test_the_dashboard_files_and_its_routes(edge):
         assert index.headers[name] == value
     asset = await edge.get("/assets/app-1a2b.js")
     assert asset.status_code == 200 and "immutable" in asset.headers["cache-control"]
+    # The build's gzipped copy goes to a browser that accepts it (httpx does).
+    assert asset.headers["content-encoding"] == "gzip" and asset.text == "console.log('aifx')"
     assert (await edge.get("/favicon.svg")).text == "<svg/>"
     # The app's own routes are the app; a missing asset or a way out of dist is not.
     assert "id=root" in (await edge.get("/positions")).text
