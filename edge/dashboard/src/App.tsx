@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
 import { api, ApiError, describeError, outages, session } from "./api";
 import { fmtPct, pairCode, tfFromAny, type Tf } from "./format";
-import { AppContext, bumpPositions, toast, toasts, useApp, type AppData, type Selection } from "./hooks";
+import { AppContext, bumpPositions, openedHere, toast, toasts, useApp, type AppData, type Selection } from "./hooks";
 import { connection, live, notificationEvents, socketErrors, signalEvents, useStore } from "./live";
 import { ErrorBoundary } from "./components/ErrorBoundary";
 import type { PairInfo, Preferences, Signal } from "./types";
@@ -150,9 +150,10 @@ function Shell() {
       }
     });
     const offNote = notificationEvents.on((n) => {
+      bumpPositions();
+      if (n.type === "position_opened" && openedHere.delete(n.position?.id ?? "")) return;
       const kind = n.type === "stop_loss_hit" ? "error" : n.type === "take_profit_hit" ? "success" : "info";
       toast(kind, n.type.replace(/_/g, " ").replace(/^./, (c) => c.toUpperCase()), n.message);
-      bumpPositions();
     });
     const offErr = socketErrors.on((e) => toast("error", "Live feed", e.message));
     return () => {

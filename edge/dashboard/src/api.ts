@@ -49,7 +49,10 @@ async function errorFrom(res: Response): Promise<ApiError> {
   }
   const fallback =
     res.status === 503 ? "Service unavailable — try again shortly" : `Request failed (HTTP ${res.status})`;
-  return new ApiError(res.status, code, String(body.message ?? fallback), violations);
+  const message = String(body.message ?? fallback);
+  // Envoy's own words for an upstream that is down mean nothing to a trader.
+  const proxyNoise = /^(upstream connect error|no healthy upstream|upstream request timeout)/i;
+  return new ApiError(res.status, code, proxyNoise.test(message) ? "the service is not answering" : message, violations);
 }
 
 export interface SessionState {

@@ -56,6 +56,9 @@ export interface Toast {
 }
 export const toasts = createStore<Toast[]>([]);
 let toastId = 0;
+/** Positions this page opened itself (it toasted them already). */
+export const openedHere = new Set<string>();
+
 export function toast(kind: Toast["kind"], title: string, body?: string, ms = 6000) {
   const t = { id: ++toastId, kind, title, body };
   toasts.set([...toasts.get().slice(-2), t]); // at most three at a time

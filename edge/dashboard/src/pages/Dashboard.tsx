@@ -4,7 +4,7 @@ import { defaultTimeframe, followedPairs } from "../App";
 import PriceChart from "../components/PriceChart";
 import { OpenPositions } from "../components/PositionsTable";
 import { fmtNum, fmtPct, fmtPrice, pairCode, priceDigits, tfFromAny, timeAgo, TIMEFRAMES, type Tf } from "../format";
-import { bumpPositions, toast, useApp, useNow } from "../hooks";
+import { bumpPositions, openedHere, toast, useApp, useNow } from "../hooks";
 import { live, market, quotes, signalEvents, useStore } from "../live";
 import { signalFromRest, type PairInfo, type Position, type Signal } from "../types";
 
@@ -83,8 +83,9 @@ function MarketStrip() {
         <span key={r.pair} className="strip-item" data-testid={`market-${pairCode(r.pair)}`}>
           <b>{r.pair}</b> {fmtPrice(r.price, r.pair)}{" "}
           <span className={r.change > 0 ? "up" : r.change < 0 ? "down" : "flat"}>
-            {r.changePercent > 0 ? "+" : ""}
-            {fmtNum(r.changePercent, 2)}%
+            {/* rounded first, so a tiny fall reads 0.00%, not -0.00% */}
+            {Number(fmtNum(r.changePercent, 2)) > 0 ? "+" : ""}
+            {fmtNum(r.changePercent != null && Math.abs(r.changePercent) < 0.005 ? 0 : r.changePercent, 2)}%
           </span>
         </span>
       ))}
@@ -366,6 +367,7 @@ function OpenFromSignal({ signal }: { signal: Signal }) {
         },
       });
       keyRef.current = null; // done: the next click is a new intent
+      openedHere.add(r.position.id); // its live "opened" notification would say it twice
       toast(signal.action === "buy" ? "buy" : "sell", `Opened ${signal.action.toUpperCase()} ${signal.pair}`, `${r.position.lotSize} lots at ${r.position.entryPrice}`);
       bumpPositions();
     } catch (e2) {
