@@ -88,6 +88,8 @@ bench:
 	$(PY) bench/scan_latency.py
 	$(PY) bench/position_load.py
 	$(PY) bench/notifier_fanout.py
+	$(PY) bench/socketio_fanout.py
+	$(PY) bench/dashboard_load.py
 
 # `train-setup` always (re)installs; `train` installs only when the requirement files
 # changed since the last install. requirements.lock is installed without

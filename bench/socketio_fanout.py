@@ -154,70 +154,6 @@ async def stored_signals(
             return found
 
 
-# Experiments on the edge without editing it: a sitecustomize on the restarted edge's
-# PYTHONPATH applies the tweaks named in BENCH_EDGE_TWEAKS.
-TWEAKS = ("no-deflate", "gc-freeze", "uvloop")
-SITECUSTOMIZE = """\
-import os
-
-tweaks = set(filter(None, os.environ.get("BENCH_EDGE_TWEAKS", "").split(",")))
-if "no-deflate" in tweaks:  # the edge's WebSockets refuse permessage-deflate
-    import functools
-
-    import engineio.async_drivers.aiohttp as driver
-    from aiohttp import web
-
-    driver.WebSocketResponse = functools.partial(web.WebSocketResponse, compress=False)
-if "gc-freeze" in tweaks:  # what common/server.py does for the gRPC services
-    import gc
-
-    from aiohttp import web
-
-    _start = web.TCPSite.start
-
-    async def _start_then_freeze(self):
-        await _start(self)
-        gc.collect()
-        gc.freeze()
-
-    web.TCPSite.start = _start_then_freeze
-if "uvloop" in tweaks:
-    import asyncio
-
-    import uvloop
-
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-"""
-
-
-async def restart_edge_with(stack: FullStack, tweaks: str, path: str, workdir: Path) -> None:
-    """Restart the edge with `tweaks` applied (a sitecustomize), `path` (extra
-    PYTHONPATH entries: uvloop's) on its path; until it answers through Envoy."""
-    folder = workdir / "edge-tweaks"
-    folder.mkdir()
-    (folder / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    env = dict(stack.env)
-    entries = [str(folder), *filter(None, path.split(os.pathsep)), env.get("PYTHONPATH", "")]
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, entries))
-    env["BENCH_EDGE_TWEAKS"] = tweaks
-    await asyncio.to_thread(stack.stop, "edge")
-    saved, stack.env = stack.env, env
-    try:
-        stack.start("edge")
-    finally:
-        stack.env = saved
-    async with aiohttp.ClientSession() as session:
-        for _ in range(300):
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(f"{stack.url}/healthz") as response:
-                    if response.status == 200:
-                        return
-            if stack.processes["edge"].poll() is not None:
-                raise SystemExit(f"the tweaked edge exited:\n{stack.log('edge')}")
-            await asyncio.sleep(0.1)
-    raise SystemExit(f"the tweaked edge did not answer:\n{stack.log('edge')}")
-
-
 class StreamObserver:
     """signal_svc's StreamAllSignals followed in this process, as the edge follows it:
     when each signal reaches a gRPC subscriber, to split the latency into signal_svc's
@@ -395,9 +331,6 @@ def stack_settings(args: argparse.Namespace) -> dict[str, object]:
 
 
 async def measure(args: argparse.Namespace, stack: FullStack, workdir: Path, node: str) -> int:
-    if args.edge_tweaks:
-        await restart_edge_with(stack, args.edge_tweaks, args.edge_path, workdir)
-        print(f"edge restarted with {args.edge_tweaks}", flush=True)
     clients: NodeClients | None = None
     profiler: Profiler | None = None
     observer = StreamObserver(stack)
@@ -538,7 +471,6 @@ async def measure(args: argparse.Namespace, stack: FullStack, workdir: Path, nod
         f"Socket.IO fan-out through Envoy: {args.clients} socket.io-client sockets (Node, "
         f"WebSocket) sharing {args.users} users' tokens; replay x{args.replay_speed:g} of "
         f"{series}; {len(measured)} signals over {span:.1f} s"
-        + (f"; edge tweaked: {args.edge_tweaks}" if args.edge_tweaks else "")
     )
     rows = [
         [
@@ -656,20 +588,9 @@ def main() -> int:
     parser.add_argument("--grace", type=float, default=3.0, help="s to wait after the last")
     parser.add_argument("--timeout", type=float, default=300.0, help="s for each phase")
     parser.add_argument("--py-spy", default="", help="py-spy binary: profile the edge")
-    parser.add_argument(
-        "--edge-tweaks",
-        default="",
-        help=f"experiments: restart the edge with some of {','.join(TWEAKS)} applied",
-    )
-    parser.add_argument(
-        "--edge-path", default="", help="PYTHONPATH additions of the tweaked edge (uvloop)"
-    )
     parser.add_argument("--keep-workdir", action="store_true")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
-    unknown = set(filter(None, args.edge_tweaks.split(","))) - set(TWEAKS)
-    if unknown:
-        parser.error(f"unknown --edge-tweaks {sorted(unknown)}; known: {', '.join(TWEAKS)}")
     node = node_ready()
     signal.signal(signal.SIGTERM, _interrupt)
     workdir = Path(tempfile.mkdtemp(prefix="aifx-socketio-fanout-"))
