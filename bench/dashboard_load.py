@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from report import table
+
 from common.settings import REPO_ROOT, Settings
 from tests.full_stack import FullStack
 
@@ -89,17 +91,6 @@ FORM_WATCH_JS = """(() => {
   };
   new MutationObserver(seen).observe(document, {childList: true, subtree: true});
 })();"""
-
-
-def table(head: list[str], rows: list[list[str]]) -> str:
-    """An aligned text table."""
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    line = "  ".join("-" * w for w in widths)
-
-    def render(row: list[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-
-    return "\n".join([line, render(head), line, *map(render, rows), line])
 
 
 def kb(size: float) -> str:

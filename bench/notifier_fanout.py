@@ -46,6 +46,7 @@ from pathlib import Path
 from aiohttp import web
 from getme_load import create_database, drop_database, safe_url
 from proc_stats import memory_mb
+from report import table
 
 from aifx.common.v1 import market_pb2
 from common.db import create_engine, session_factory
@@ -63,17 +64,6 @@ TARGET_RSS_MB = 120.0
 PAIR, TIMEFRAME = "EUR/AUD", "15m"
 MESSAGES = "/messages"
 OPEN_DM = "/users/@me/channels"
-
-
-def table(head: list[str], rows: list[list[str]]) -> str:
-    """An aligned text table."""
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    line = "  ".join("-" * w for w in widths)
-
-    def render(row: list[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-
-    return "\n".join([line, render(head), line, *map(render, rows), line])
 
 
 class DistantDiscord(DiscordStandin):

@@ -54,6 +54,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 from proc_stats import cpu_seconds, memory_mb, rss_parts
+from report import table
 
 from common.grpc_client import GrpcClient
 from common.settings import REPO_ROOT
@@ -65,17 +66,6 @@ TARGET_RSS_MB = 150.0
 NODE_DIR = REPO_ROOT / "bench" / "node"
 DRIVER = NODE_DIR / "fanout.mjs"
 PASSWORD = "bench-password-1"  # throwaway accounts of a private stack
-
-
-def table(head: list[str], rows: list[list[str]]) -> str:
-    """An aligned text table."""
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    line = "  ".join("-" * w for w in widths)
-
-    def render(row: list[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-
-    return "\n".join([line, render(head), line, *map(render, rows), line])
 
 
 def epoch_ms(iso: str) -> float:
