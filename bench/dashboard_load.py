@@ -46,18 +46,11 @@ from typing import Any
 from report import table
 
 from common.settings import REPO_ROOT, Settings
+from tests.browser.helpers import CHROMIUM, CHROMIUM_ARGS
 from tests.full_stack import FullStack
 
 DASHBOARD = REPO_ROOT / "edge" / "dashboard"
 TARGET_JS_KB = 300.0
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 PASSWORD = "bench-password-1"  # a throwaway account of a private stack
 # Timings of the current page, ms from the navigation's start.
 TIMINGS_JS = """() => {
