@@ -574,7 +574,8 @@ async def test_jwks_is_public_and_holds_the_ed25519_key(http, path):
 # --- what Envoy answers itself -------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/api/v1/auth/nope", "/api/v2/whatever", "/"])
+# Paths outside /api/ are the edge's (the dashboard): its tests are in tests/edge.
+@pytest.mark.parametrize("path", ["/api/v1/auth/nope", "/api/v2/whatever"])
 async def test_unknown_path_is_404_json(http, path):
     body = error(await http.get(path), 404, 5)
 
