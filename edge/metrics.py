@@ -3,7 +3,7 @@ is pushed to them."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 SOCKETS = Gauge("aifx_edge_sockets_connected", "Socket.IO clients connected now")
 REFUSED = Counter(
@@ -19,4 +19,9 @@ EVENTS = Counter(
 )
 EXPIRED = Counter(
     "aifx_edge_sockets_expired_total", "Sockets disconnected because their token expired"
+)
+DELIVERY = Histogram(
+    "aifx_edge_signal_delivery_seconds",
+    "From a signal stored (its timestamp) to the edge having written it to every subscribed socket",
+    buckets=(0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0),
 )

@@ -33,7 +33,7 @@ from common.errors import DomainError
 from common.market import normalize_pair
 from edge.event_buffer import EventBuffer
 from edge.market_board import MarketBoard
-from edge.metrics import EVENTS, EXPIRED, REFUSED, SOCKETS
+from edge.metrics import DELIVERY, EVENTS, EXPIRED, REFUSED, SOCKETS
 
 log = structlog.get_logger(__name__)
 
@@ -251,6 +251,7 @@ class SocketBridge:
             self._board.on_signal(event)
             EVENTS.labels("trading:signal").inc()
             await self._server.emit("trading:signal", event, room=SIGNALS_ROOM)
+            DELIVERY.observe(_age_seconds(event["timestamp"]))
 
     async def relay_price(self, event: dict[str, Any]) -> None:
         """A quote to the sockets following its pair, as `price:<PAIR>`."""
@@ -281,6 +282,11 @@ class SocketBridge:
 
     async def error(self, sid: str, message: str, code: str) -> None:
         await self._server.emit("error", {"message": message, "code": code}, to=sid)
+
+
+def _age_seconds(iso: str) -> float:
+    """Seconds since an event's ISO 8601 timestamp ("2026-12-04T10:00:00.000Z")."""
+    return (datetime.now(UTC) - datetime.fromisoformat(iso.replace("Z", "+00:00"))).total_seconds()
 
 
 def _owner(event: dict[str, Any]) -> str:

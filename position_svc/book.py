@@ -26,6 +26,7 @@ from decimal import Decimal
 from common.errors import DomainError, FailedPrecondition, FieldViolation, InvalidArgument
 from common.time import utcnow
 from position_svc.event_feed import EventFeed, Heartbeat, stream_events
+from position_svc.metrics import count_closed, count_opened
 from position_svc.performance import Performance, PerformancePeriod, compute, window
 from position_svc.pnl import plain_decimal, quote_currency, settle, usd_pair_for, usd_rate
 from position_svc.ports import Prices
@@ -117,6 +118,7 @@ class PositionBook:
             position, draft.idempotency_key, request_fingerprint(draft)
         )
         if event is not None:
+            count_opened(stored)
             self._published(stored)
         return stored
 
@@ -168,6 +170,7 @@ class PositionBook:
             rate = await self._usd_rate(current.pair, price)
             closed = settle(current, CloseReason.MANUAL, price, self._clock(), rate)
             events = await self._repository.close([Close(current, closed)])
+            count_closed(events)
             if events:
                 self._published(events[0].position)
                 return events[0].position

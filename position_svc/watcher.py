@@ -43,6 +43,7 @@ from common.errors import DomainError
 from common.shutdown import run_together
 from common.time import utcnow
 from position_svc.event_feed import EventFeed
+from position_svc.metrics import count_closed
 from position_svc.pnl import (
     Tick,
     level_hit,
@@ -173,6 +174,7 @@ class Watcher:
             return []
         watched = self._open[pair]
         events = await self._repository.close(closes)
+        count_closed(events)
         # Those we lost were closed or moved by someone else: their event re-tracks them.
         for event in events:
             if watched.get(event.position.id, event.position).version < event.position.version:

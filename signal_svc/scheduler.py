@@ -29,6 +29,7 @@ from common.market import Timeframe, normalize_pair
 from common.settings import MarketSettings
 from common.shutdown import stop_tasks
 from signal_svc.engine import HISTORY_BARS, EvaluationFailed, SignalEngine, candle_close_time
+from signal_svc.metrics import count_stored
 from signal_svc.ports import CandleClosed, MarketData, SignalPublisher
 from signal_svc.repository import SignalRepository
 from signal_svc.signal_cache import SignalCache
@@ -185,6 +186,7 @@ class Scheduler:
             await self._refresh_cache(signal)
             return None
         self.stored += 1
+        count_stored(stored)
         if self._cache is not None:
             try:
                 await self._cache.put(stored)

@@ -25,6 +25,7 @@ from signal_svc.fanout import Broadcaster
 from signal_svc.inference_client import InferenceClient
 from signal_svc.market import build_market
 from signal_svc.market_rpcs import MarketRpcs
+from signal_svc.metrics import declare_series
 from signal_svc.redis_relay import RelayPublisher
 from signal_svc.repository import SignalRepository
 from signal_svc.scheduler import Scheduler, configured_series
@@ -59,12 +60,14 @@ def build(settings: Settings) -> ServiceSpec:
         service_token,
         settings.strategy.inference_timeout_seconds,
     )
+    series = configured_series(settings.market, market.offered())
+    declare_series(series, settings.market)
     scheduler = Scheduler(
         market.feed,
         SignalEngine(settings.strategy, inference),
         repository,
         publisher,
-        configured_series(settings.market, market.offered()),
+        series,
         cache=signal_cache,
     )
     jwks = RemoteJwks(

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import socketio
 from aiohttp import web
+from prometheus_client import REGISTRY
 
 from common.access_tokens import AccessClaims
 from common.errors import Unauthenticated
@@ -72,7 +73,14 @@ class Client:
 
 
 def signal(n: int) -> dict:
-    return {"id": str(n), "pair": "EUR/USD", "signal": "buy", "confidence": 0.7}
+    stored = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {
+        "id": str(n),
+        "pair": "EUR/USD",
+        "signal": "buy",
+        "confidence": 0.7,
+        "timestamp": stored,
+    }
 
 
 def quote(pair: str, price: float, timestamp: str = "2024-03-01T10:00:00.000Z") -> dict:
@@ -115,6 +123,8 @@ async def test_subscribers_get_signals_and_a_resume_gets_what_it_missed_once(bri
     await eventually(lambda: len(late.signals) == 3 and len(live.signals) == 4, "the next")
     assert [s["id"] for s in late.signals] == ["2", "3", "4"]
     assert [s["id"] for s in live.signals] == ["1", "2", "3", "4"]
+    # Each relayed signal's time from stored to written to every socket is measured.
+    assert (REGISTRY.get_sample_value("aifx_edge_signal_delivery_seconds_count") or 0) >= 4
     for client in (live, late):
         await client.io.disconnect()
 
