@@ -81,7 +81,9 @@ test:
 
 run:
 	$(PY) -m common.migrations
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile $$($(PY) scripts/run_processes.py)
+	@# supervisord (stack/): every process restarted if it dies, one log stream;
+	@# AIFX_REPLICAS=N runs N of each stateless service behind Envoy.
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(PY) -m stack
 
 bench:
 	$(PY) bench/getme_load.py

@@ -29,6 +29,7 @@ What every call gets, so no client repeats it:
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -57,7 +58,17 @@ ResponseT_co = TypeVar("ResponseT_co", covariant=True)
 
 DEFAULT_TIMEOUT_SECONDS = 2.0
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
+# With several replicas behind one target (`ipv4:127.0.0.1:50052,50152`, or a DNS name
+# with several addresses), spread calls over every replica that reports SERVING on the
+# standard health service, instead of pinning all of them to the first address.
+SERVICE_CONFIG = json.dumps(
+    {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "healthCheckConfig": {"serviceName": ""},
+    }
+)
+CHANNEL_OPTIONS: tuple[tuple[str, int | str], ...] = (
+    ("grpc.service_config", SERVICE_CONFIG),
     # Ping a quiet connection that has calls on it every minute; no answer in 20 s
     # closes it and fails its streams, which their owners then re-open.
     ("grpc.keepalive_time_ms", 60_000),

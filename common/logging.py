@@ -7,11 +7,16 @@ renderer, so `make run` shows one consistent stream.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from typing import Any
 
 import structlog
 
 from common.settings import Settings
+
+# Set by `make run` (stack/programs.py) to the process's name, e.g. "signal-2".
+PROCESS_NAME_VARIABLE = "AIFX_PROCESS_NAME"
 
 
 def console_renderer(*, colors: bool) -> structlog.dev.ConsoleRenderer:
@@ -21,6 +26,20 @@ def console_renderer(*, colors: bool) -> structlog.dev.ConsoleRenderer:
     return structlog.dev.ConsoleRenderer(
         colors=colors, exception_formatter=structlog.dev.plain_traceback
     )
+
+
+def _named(
+    renderer: structlog.types.Processor, name: str, *, json: bool
+) -> structlog.types.Processor:
+    """`renderer`, with every line saying which process wrote it: `make run` merges all
+    of them into one stream (`signal-2   | …`, or a `process` key in JSON)."""
+
+    def render(logger: Any, method: str, event: structlog.types.EventDict) -> Any:
+        if json:
+            return renderer(logger, method, {"process": name, **event})
+        return f"{name:<11}| {renderer(logger, method, event)}"
+
+    return render
 
 
 def configure_logging(settings: Settings, component: str) -> structlog.stdlib.BoundLogger:
@@ -36,6 +55,9 @@ def configure_logging(settings: Settings, component: str) -> structlog.stdlib.Bo
         if settings.general.log_format == "json"
         else console_renderer(colors=sys.stderr.isatty())
     )
+    name = os.environ.get(PROCESS_NAME_VARIABLE, "")
+    if name:
+        renderer = _named(renderer, name, json=settings.general.log_format == "json")
     structlog.configure(
         # Drop below-level events first, before any timestamp or rendering work: the
         # per-RPC line must cost nothing when the level is WARNING.

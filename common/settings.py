@@ -62,6 +62,15 @@ class GeneralSettings(_Group):
     log_level: str = "INFO"
     var_dir: Path = REPO_ROOT / "var"
     bind_host: str = "127.0.0.1"
+    # How many of each stateless service `make run` starts (auth, signal, position, edge
+    # and the notifier); more than one needs Redis and PostgreSQL (common/replicas.py).
+    replicas: int = Field(default=1, ge=1, le=9)
+    # Tracing (common/tracing.py): the OTLP/gRPC collector spans go to, e.g.
+    # http://127.0.0.1:4317; empty turns tracing off (nothing is installed, no cost).
+    otlp_endpoint: str = ""
+    # The share of the traces started here that are kept, 0..1 (a call keeps or drops
+    # its trace as its caller decided).
+    otlp_sample_ratio: float = Field(default=1.0, ge=0, le=1)
 
     def ensure_var_dir(self) -> Path:
         self.var_dir.mkdir(parents=True, exist_ok=True)
@@ -329,6 +338,20 @@ class DiscordSettings(_Group):
     # Discord's global limit for the bot, requests per second (50 unless Discord raised
     # it): the notifier paces its DMs under it instead of drawing 429s.
     discord_global_limit: int = Field(default=50, ge=1)
+    # Gateway sharding when several notifiers run: this one is shard `discord_shard_id`
+    # of `discord_shard_count`, so each guild's slash commands reach exactly one of them
+    # (DMs are shared out by the delivery ledger's claims instead).
+    discord_shard_id: int = Field(default=0, ge=0)
+    discord_shard_count: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _shard_in_range(self) -> Self:
+        if self.discord_shard_id >= self.discord_shard_count:
+            raise ValueError(
+                f"AIFX_DISCORD_SHARD_ID ({self.discord_shard_id}) must be below "
+                f"AIFX_DISCORD_SHARD_COUNT ({self.discord_shard_count})"
+            )
+        return self
 
 
 class Settings(BaseModel):

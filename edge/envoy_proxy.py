@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from common import replicas
 from common.settings import REPO_ROOT, Settings, get_settings
 
 TEMPLATE = REPO_ROOT / "envoy.yaml"
@@ -24,14 +25,15 @@ TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 JWT_AUTHN = "envoy.filters.http.jwt_authn"
 
 
-def upstreams(settings: Settings) -> dict[str, tuple[str, int]]:
-    """Envoy cluster name → the address settings give it."""
+def upstreams(settings: Settings) -> dict[str, list[tuple[str, int]]]:
+    """Envoy cluster name → the address of each replica settings give it."""
+    host = settings.general.bind_host
     return {
-        "auth_svc": (settings.general.bind_host, settings.network.auth_port),
-        "signal_svc": (settings.general.bind_host, settings.network.signal_port),
-        "position_svc": (settings.general.bind_host, settings.network.position_port),
-        "edge": (settings.general.bind_host, settings.network.edge_port),
-        "envoy_self": ("127.0.0.1", settings.network.envoy_port),
+        "auth_svc": [(host, port) for port in replicas.ports(settings, "auth")],
+        "signal_svc": [(host, port) for port in replicas.ports(settings, "signal")],
+        "position_svc": [(host, port) for port in replicas.ports(settings, "position")],
+        "edge": [(host, port) for port in replicas.ports(settings, "edge")],
+        "envoy_self": [("127.0.0.1", settings.network.envoy_port)],
     }
 
 
@@ -70,15 +72,28 @@ def render(settings: Settings) -> dict[str, Any]:
 
     addresses = upstreams(settings)
     for cluster in config["static_resources"]["clusters"]:
-        host, port = addresses[cluster["name"]]
-        endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
-        endpoint["address"]["socket_address"] = {"address": host, "port_value": port}
+        cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
+            {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+            for host, port in addresses[cluster["name"]]
+        ]
     return config
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Writes each shared part of the template (a retry policy, a health check) out in
+    full where it is used, instead of as YAML anchors and aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump(config: dict[str, Any]) -> str:
+    return yaml.dump(config, Dumper=_PlainDumper, sort_keys=False)
 
 
 def write_rendered(settings: Settings, path: Path | None = None) -> Path:
     path = path or settings.general.ensure_var_dir() / "envoy.rendered.yaml"
-    path.write_text(yaml.safe_dump(render(settings), sort_keys=False))
+    path.write_text(dump(render(settings)))
     return path
 
 

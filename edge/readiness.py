@@ -1,16 +1,19 @@
-"""The `ready` line of `make run`: waits until every component answers its health
-check, prints where to reach the stack, then stays up (honcho stops the whole stack
-when any of its processes exits)."""
+"""The `ready` line of `make run`: waits until every component (every replica of each)
+answers its health check, prints where to reach the stack, and exits (supervisord runs
+it once)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 import urllib.request
+from pathlib import Path
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from common import replicas
 from common.errors import DomainError
 from common.grpc_client import GrpcClient
 from common.settings import DISCORD_API, Settings, get_settings
@@ -53,27 +56,29 @@ async def wait_for_stack(settings: Settings) -> None:
     deadline = time.monotonic() + TIMEOUT_SECONDS
     host = settings.general.bind_host
     services = {
-        "model server (TF Serving API)": settings.network.model_server_port,
-        "inference": settings.network.inference_port,
-        "auth_svc": settings.network.auth_port,
-        "signal_svc": settings.network.signal_port,
-        "position_svc": settings.network.position_port,
+        "model server (TF Serving API)": [settings.network.model_server_port],
+        "inference": [settings.network.inference_port],
+        "auth_svc": replicas.ports(settings, "auth"),
+        "signal_svc": replicas.ports(settings, "signal"),
+        "position_svc": replicas.ports(settings, "position"),
     }
     bot_on = bool(settings.discord.discord_token.get_secret_value())
     if bot_on:
-        services["notifier (Discord bot)"] = settings.discord.notifier_port
-    for name, port in services.items():
+        services["notifier (Discord bot)"] = replicas.ports(settings, "notifier")
+    for name, ports in services.items():
+        for port in ports:
+            await wait_until(
+                f"{name} (gRPC {host}:{port})",
+                lambda port=port: grpc_serving(f"{host}:{port}"),
+                deadline,
+            )
+    for port in replicas.ports(settings, "edge"):
+        edge = f"http://{host}:{port}"
         await wait_until(
-            f"{name} (gRPC {host}:{port})",
-            lambda port=port: grpc_serving(f"{host}:{port}"),
+            f"edge ({edge})",
+            lambda edge=edge: asyncio.to_thread(http_ok, f"{edge}/healthz"),
             deadline,
         )
-    edge = f"http://{host}:{settings.network.edge_port}"
-    await wait_until(
-        f"edge ({edge})",
-        lambda: asyncio.to_thread(http_ok, f"{edge}/healthz"),
-        deadline,
-    )
     public = f"http://127.0.0.1:{settings.network.envoy_port}"
     await wait_until(
         f"envoy ({public})",
@@ -105,19 +110,15 @@ async def wait_for_stack(settings: Settings) -> None:
         f":{settings.network.model_server_metrics_port} (model server)"
         + (f", :{settings.discord.notifier_metrics_port} (notifier)" if bot_on else "")
         + f"\n  Discord bot       {_bot(settings) if bot_on else 'off: set AIFX_DISCORD_TOKEN'}\n"
+        f"  Processes         {_processes(settings)}\n"
         "Press Ctrl-C to stop everything.\n",
         flush=True,
     )
 
 
-async def main_async() -> None:
-    await wait_for_stack(get_settings())
-    await asyncio.Event().wait()
-
-
 def main() -> None:
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main_async())
+        asyncio.run(wait_for_stack(get_settings()))
 
 
 def _market(settings: Settings) -> str:
@@ -135,6 +136,17 @@ def _bot(settings: Settings) -> str:
     api = settings.discord.discord_api_base
     where = "Discord" if api.rstrip("/") == DISCORD_API else api
     return f"on, talking to {where}; health {settings.discord.notifier_port}"
+
+
+def _processes(settings: Settings) -> str:
+    """How many of each replicated service run, and how to see and steer them."""
+    count = settings.general.replicas
+    each = "one of each service" if count == 1 else f"{count} replicas of each service"
+    control = settings.general.var_dir / "supervisord.conf"
+    return (
+        f"{each}, restarted if they die; "
+        f"{Path(sys.executable).parent / 'supervisorctl'} -c {control} status"
+    )
 
 
 def _models(settings: Settings) -> str:

@@ -75,8 +75,13 @@ def build(settings: Settings) -> ServiceSpec:
         commands,
         api_base=settings.discord.discord_api_base,
         sync_guilds=[int(g) for g in settings.discord.discord_command_guilds],
+        shard_id=settings.discord.discord_shard_id,
+        shard_count=settings.discord.discord_shard_count,
     )
-    pace = SlidingWindowLimit(settings.discord.discord_global_limit)
+    # Every shard shares the bot's one global limit.
+    pace = SlidingWindowLimit(
+        max(1, settings.discord.discord_global_limit // settings.discord.discord_shard_count)
+    )
     dms = DiscordDirectMessages(bot, pace)
     concurrency = settings.discord.notifier_send_concurrency
     sender = Sender(ledger, dms, accounts, channels, concurrency=concurrency)

@@ -1,9 +1,10 @@
-"""The whole stack as `make run` starts it — the Procfile's commands, each a process of
-its own — on free ports, in a private var/ folder, for tests and benchmarks that use AIFX
-the way its users do (a browser, socket.io-client, curl) through Envoy.
+"""The whole stack as `make run` starts it — its programs' commands (stack/programs.py),
+each a process of its own — on free ports, in a private var/ folder, for tests and
+benchmarks that use AIFX the way its users do (a browser, socket.io-client, curl)
+through Envoy.
 
-Each process is started separately rather than under honcho (which stops everything when
-one process exits), so a test can stop one service mid-session and watch the rest cope.
+Each process is started here rather than under supervisord, so a test can stop one
+service mid-session (without it being restarted) and watch the rest cope.
 Ready means the `ready` process printed its banner: every component answered its health
 check.
 
@@ -24,9 +25,9 @@ from pathlib import Path
 from types import TracebackType
 
 from common.settings import REPO_ROOT
+from stack.programs import MODULES, command
 from tests.infra import free_port
 
-PROCFILE = REPO_ROOT / "Procfile"
 READY_BANNER = "AIFX is up."
 START_TIMEOUT_SECONDS = 120.0
 # Every port setting of common.settings.NetworkSettings (the notifier is not started).
@@ -48,19 +49,14 @@ PORTS = (
 )
 
 
-def procfile_commands() -> dict[str, str]:
-    """The Procfile's processes, by name, without the notifier (no Discord token here)."""
-    commands = {}
-    for line in PROCFILE.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, command = line.split(":", 1)
-            commands[name.strip()] = command.strip()
-    commands.pop("notifier", None)
-    return commands
+def stack_commands() -> dict[str, list[str]]:
+    """`make run`'s processes (one of each), by name, without the notifier (no Discord
+    token here)."""
+    return {name: command(name) for name in MODULES if name != "notifier"}
 
 
 class FullStack:
-    """The Procfile's processes with `settings` (AIFX_* names, lower case, no prefix)."""
+    """`make run`'s processes with `settings` (AIFX_* names, lower case, no prefix)."""
 
     def __init__(self, workdir: Path, **settings: object) -> None:
         self.workdir = workdir
@@ -71,7 +67,7 @@ class FullStack:
         # The venv's scripts (envoy, grpcurl) first, as `make run` puts them.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         self.env = env
-        self.commands = procfile_commands()
+        self.commands = stack_commands()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     @property
@@ -85,7 +81,7 @@ class FullStack:
         """Start (or restart) one process, its output appended to <name>.log."""
         with self.log_path(name).open("ab") as log:
             self.processes[name] = subprocess.Popen(
-                self.commands[name].split(),
+                self.commands[name],
                 cwd=REPO_ROOT,
                 env=self.env,
                 stdout=log,
@@ -136,7 +132,12 @@ class FullStack:
         while time.monotonic() < deadline:
             if READY_BANNER in self.log("ready", tail=100_000):
                 return
-            exited = [n for n, p in self.processes.items() if p.poll() is not None]
+            # `ready` exits once it has printed the banner.
+            exited = [
+                n
+                for n, p in self.processes.items()
+                if p.poll() is not None and not (n == "ready" and p.returncode == 0)
+            ]
             if exited:
                 raise RuntimeError(f"{exited} exited while starting:\n{self.logs()}")
             time.sleep(0.2)

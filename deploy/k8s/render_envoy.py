@@ -30,8 +30,7 @@ SERVICE_HOSTS = {
 def render_k8s() -> dict[str, Any]:
     settings = Settings.load(env_file=None)
     config = envoy_proxy.render(settings)
-    text = yaml.safe_dump(config, sort_keys=False)
-    text = text.replace(str(envoy_proxy.DESCRIPTOR), IMAGE_DESCRIPTOR)
+    text = envoy_proxy.dump(config).replace(str(envoy_proxy.DESCRIPTOR), IMAGE_DESCRIPTOR)
     config = yaml.safe_load(text)
     # Reachable from the Service; the admin port stays on loopback.
     listener = config["static_resources"]["listeners"][0]
@@ -41,13 +40,15 @@ def render_k8s() -> dict[str, Any]:
         if host is None:
             continue
         cluster["type"] = "STRICT_DNS"
-        endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
-        endpoint["address"]["socket_address"]["address"] = host
+        # A headless Service: the name resolves to every ready pod, each health-checked
+        # and balanced on its own.
+        for endpoint in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]:
+            endpoint["endpoint"]["address"]["socket_address"]["address"] = host
     return config
 
 
 def render_text() -> str:
-    return yaml.safe_dump(render_k8s(), sort_keys=False)
+    return envoy_proxy.dump(render_k8s())
 
 
 if __name__ == "__main__":

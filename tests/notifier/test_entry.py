@@ -7,7 +7,8 @@ import os
 import subprocess
 import sys
 
-from common.settings import REPO_ROOT
+from common.settings import Settings
+from stack.programs import components, programs
 
 
 def without_token(**extra: str) -> dict[str, str]:
@@ -28,19 +29,9 @@ def test_the_notifier_without_a_token_exits_saying_why(tmp_path):
     assert "AIFX_DISCORD_TOKEN is not set: the Discord bot is off" in done.stdout + done.stderr
 
 
-def test_make_run_starts_the_notifier_only_with_a_token(tmp_path):
-    def processes(**env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, str(REPO_ROOT / "scripts" / "run_processes.py")],
-            env=without_token(**env),
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    off = processes()
-    assert "notifier" not in off.stdout.split() and "envoy" in off.stdout.split()
-    assert "notifier: off — AIFX_DISCORD_TOKEN is not set" in off.stderr
-    on = processes(AIFX_DISCORD_TOKEN="a-token")
-    assert "notifier" in on.stdout.split()
+def test_make_run_starts_the_notifier_only_with_a_token():
+    off = Settings.load(env_file=None, discord_token="")
+    on = Settings.load(env_file=None, discord_token="a-token")
+    assert "notifier" not in components(off) and "envoy" in components(off)
+    assert "notifier" in components(on)
+    assert "notifier" in {program.name for program in programs(on)}
