@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from common.settings import Settings
+from common.tracing import traced
 
 
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
@@ -28,12 +29,14 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         settings.general.ensure_var_dir()
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_async_engine(
-        url,
-        pool_size=settings.storage.database_pool_size,
-        max_overflow=settings.storage.database_pool_size,
-        pool_pre_ping=True,
+        return traced(engine)
+    return traced(
+        create_async_engine(
+            url,
+            pool_size=settings.storage.database_pool_size,
+            max_overflow=settings.storage.database_pool_size,
+            pool_pre_ping=True,
+        )
     )
 
 

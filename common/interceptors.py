@@ -24,7 +24,7 @@ import grpc
 import structlog
 from prometheus_client import Counter, Histogram
 
-from common import request_id
+from common import request_id, tracing
 from common.errors import DomainError
 from common.grpc_errors import internal_status, to_status
 
@@ -56,7 +56,7 @@ class _Call:
     """Book-keeping of one RPC: what was asked, by whom, how it ended. Slotted: a
     long-lived stream holds one for its whole life, a server thousands at once."""
 
-    __slots__ = ("code", "context", "method", "peer", "request_id", "started")
+    __slots__ = ("code", "context", "method", "peer", "request_id", "span", "started")
 
     def __init__(self, method: str, context: grpc.aio.ServicerContext) -> None:
         self.method = method
@@ -66,6 +66,7 @@ class _Call:
         self.code = grpc.StatusCode.OK
         # Read while the RPC is alive: asking a finished call for its peer crashes grpc.
         self.peer = context.peer()
+        self.span: Any = None  # the RPC's trace span, when tracing is on (common.tracing)
 
     def begin(self) -> None:
         """Bind the request id to every log line of this RPC and echo it to the client
@@ -80,6 +81,9 @@ class _Call:
         structlog.contextvars.bind_contextvars(request_id=self.request_id)
         request_id.bind(self.request_id)
         self.context.set_trailing_metadata(((REQUEST_ID_HEADER, self.request_id),))
+        self.span = tracing.start_rpc_span(
+            self.method, self.context.invocation_metadata(), self.request_id, self.peer
+        )
 
     async def fail(self, exc: BaseException) -> None:
         """Record how the RPC failed and answer the client with the right status."""
@@ -98,6 +102,8 @@ class _Call:
         else:
             log.exception("unhandled error", method=self.method)
             status = internal_status(self.request_id)
+            if self.span is not None:
+                self.span.record_exception(exc)
         self.code = status.code
         trailers = (*status.trailing_metadata, (REQUEST_ID_HEADER, self.request_id))
         await self.context.abort(status.code, status.details, trailers)
@@ -118,6 +124,8 @@ class _Call:
                 peer=self.peer,
             )
         structlog.contextvars.unbind_contextvars("request_id")
+        if self.span is not None:
+            tracing.end_rpc_span(self.span, self.code.value[0], code)
 
 
 # Wrapped handlers kept per (method, handler); past this many (handlers made per call by

@@ -20,6 +20,7 @@ from common.interceptors import ObservabilityInterceptor
 from common.logging import configure_logging
 from common.settings import Settings, get_settings
 from common.shutdown import stop_tasks
+from common.tracing import configure_tracing
 
 log = structlog.get_logger(__name__)
 
@@ -173,6 +174,7 @@ def run_service(
     serve on `ports(settings)` = (gRPC port, metrics port) until SIGTERM/SIGINT."""
     settings = get_settings()
     configure_logging(settings, name)
+    configure_tracing(name, settings)  # off unless AIFX_OTLP_ENDPOINT is set
     port, metrics_port = ports(settings)
 
     async def serve() -> None:

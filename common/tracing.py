@@ -43,8 +43,11 @@ if TYPE_CHECKING:
 REQUEST_ID_ATTRIBUTE = "aifx.request_id"
 # Server-side gRPC codes that make an RPC's span an error (OpenTelemetry's semantic
 # conventions: the others are the caller's mistake, not the server's failure).
-SERVER_ERROR_CODES = frozenset({"UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL"})
-SERVER_ERROR_CODES |= {"UNAVAILABLE", "DATA_LOSS"}
+SERVER_ERROR_CODES = frozenset(
+    {"UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS"}
+)
+# RPCs that get no span: probes and tooling, not requests.
+UNTRACED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
 @dataclass
@@ -113,6 +116,7 @@ def configure_tracing(
     )
     if global_provider:
         trace.set_tracer_provider(provider)
+    atexit.unregister(shutdown_tracing)
     atexit.register(shutdown_tracing)
     return provider
 
@@ -150,7 +154,7 @@ def start_rpc_span(
     The task is the RPC's own (grpc.aio runs each in one), so the span stops being
     current when the RPC ends, as the request id does (common.request_id)."""
     on = _ON
-    if on is None:
+    if on is None or method.startswith(UNTRACED_PREFIXES):
         return None
     from opentelemetry import context, propagate, trace
 
@@ -173,14 +177,11 @@ def start_rpc_span(
     return span
 
 
-def end_rpc_span(span: Span, code: int, code_name: str, error: BaseException | None) -> None:
-    """End an RPC's server span with its gRPC status `code` (and `error`, the exception
-    the handler raised, when it is the server's fault)."""
+def end_rpc_span(span: Span, code: int, code_name: str) -> None:
+    """End an RPC's server span with its gRPC status `code` (named `code_name`)."""
     from opentelemetry.trace import Status, StatusCode
 
     span.set_attribute("rpc.grpc.status_code", code)
     if code_name in SERVER_ERROR_CODES:
-        if error is not None:
-            span.record_exception(error)
         span.set_status(Status(StatusCode.ERROR, code_name))
     span.end()

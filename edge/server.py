@@ -31,6 +31,7 @@ from common.server import SHUTDOWN_GRACE_SECONDS
 from common.service_credentials import load_service_token
 from common.settings import Settings, get_settings
 from common.shutdown import stop_tasks
+from common.tracing import configure_tracing
 from edge.clients import AuthSessions, ModelCards, PositionEvents, PriceEvents, SignalEvents
 from edge.event_buffer import EventBuffer
 from edge.origins import AllowedOrigins
@@ -172,6 +173,7 @@ async def serve(settings: Settings) -> None:
 def main() -> None:
     settings = get_settings()
     configure_logging(settings, "edge")
+    configure_tracing("edge", settings)  # its gRPC calls; off unless AIFX_OTLP_ENDPOINT
     if settings.network.edge_metrics_port:
         start_http_server(settings.network.edge_metrics_port, addr=settings.general.bind_host)
     asyncio.run(serve(settings))

@@ -13,8 +13,9 @@ import asyncio
 import structlog
 
 from notifier.ledger import CHANNEL, Delivery, Ledger, Owed
+from notifier.ledger import PENDING as PENDING_STATUS
 from notifier.messages import SignalView, signal_embed
-from notifier.metrics import DELIVERIES
+from notifier.metrics import DELIVERIES, PENDING
 from notifier.ports import (
     DirectMessages,
     PositionOwners,
@@ -127,7 +128,7 @@ class Sender:
         """One pass over up to `limit` pending deliveries; how many were sent. A transient
         failure (TryLater) ends the pass: the DMs in flight finish, no new one starts."""
         by_user: dict[str, list[Delivery]] = {}
-        for delivery in await self._ledger.pending(limit):
+        for delivery in await self._ledger.claim(limit):
             by_user.setdefault(delivery.discord_user_id, []).append(delivery)
         gate = asyncio.Semaphore(self._concurrency)
         struggling = asyncio.Event()
@@ -167,10 +168,14 @@ class Sender:
             return sent
 
         # Every user's sending finishes before a failure (the database, auth_svc) is
-        # raised: none is left running behind the caller's back.
+        # raised: none is left running behind the caller's back. What this pass claimed
+        # but did not finish is given back at once, for the next pass of any replica.
         results = await asyncio.gather(
             *(send_to_user(d) for d in by_user.values()), return_exceptions=True
         )
+        if by_user:
+            await self._ledger.release()
+        PENDING.set((await self._ledger.counts()).get(PENDING_STATUS, 0))
         for result in results:
             if isinstance(result, BaseException):
                 raise result

@@ -12,6 +12,16 @@ Why it never loses or doubles a DM:
   again with the same `nonce` (derived from its key); Discord, with `enforce_nonce`,
   returns the first message instead of creating a second.
 
+Several notifiers share one ledger (`AIFX_REPLICAS`), and each delivery is sent by one:
+- Recording is idempotent across replicas (INSERT … ON CONFLICT DO NOTHING on the
+  unique key; the cursor is an upsert), so every replica may follow the streams.
+- Sending starts with a claim: one UPDATE takes the oldest unclaimed pending deliveries
+  (`SELECT … FOR UPDATE SKIP LOCKED`), stamping them with the replica's id and a lease.
+  Claims are taken one replica at a time (a transaction-scoped advisory lock on
+  PostgreSQL; SQLite has one writer anyway), and never of a user another replica is
+  sending to, so a user's DMs still go out in order. A replica that dies leaves its
+  claims to lapse after the lease; the nonce covers a DM it sent but did not mark.
+
 Writes take turns on SQLite (common.db.write_transaction): the sender marks several
 deliveries at once, and SQLite's own busy wait would stall each for up to 100 ms.
 """
@@ -20,14 +30,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from common.db import write_transaction
+from common.db import commit_in_id_order, upsert_insert, write_transaction
 from common.time import utcnow
 from notifier.models import CursorRow, DeliveryRow
 
@@ -88,9 +100,19 @@ def _delivery(row: DeliveryRow) -> Delivery:
     )
 
 
+CLAIM_LEASE = timedelta(seconds=60)
+# pg_advisory_xact_lock key that turns claims into one-at-a-time ("AIFXCLAM").
+CLAIM_LOCK_KEY = 0x4149_4658_434C_414D
+
+
 class Ledger:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, lease: timedelta = CLAIM_LEASE
+    ) -> None:
         self._sessions = sessions
+        self._lease = lease
+        # This replica, in the claims it takes.
+        self.owner = str(uuid.uuid4())
 
     async def cursor(self, stream: str) -> str | None:
         """Where `stream` was left (None: never read)."""
@@ -104,35 +126,42 @@ class Ledger:
         now = utcnow()
         unique = {o.key: o for o in owed}
         async with write_transaction(self._sessions) as session:
-            known: set[str] = set()
+            insert = upsert_insert(session)
+            new = 0
             if unique:
                 result = await session.execute(
-                    select(DeliveryRow.key).where(DeliveryRow.key.in_(list(unique)))
+                    insert(DeliveryRow)
+                    .values(
+                        [
+                            {
+                                "key": o.key,
+                                "kind": o.kind,
+                                "source_id": o.source_id,
+                                "user_id": o.user_id,
+                                "discord_user_id": o.discord_user_id,
+                                "payload": o.payload,
+                                "silent": o.silent,
+                                "target": o.target,
+                                "status": PENDING,
+                                "attempts": 0,
+                                "created_at": now,
+                            }
+                            for o in unique.values()
+                        ]
+                    )
+                    .on_conflict_do_nothing(index_elements=["key"])
+                    .returning(DeliveryRow.id)
                 )
-                known = set(result.scalars())
-            new = [o for key, o in unique.items() if key not in known]
-            session.add_all(
-                DeliveryRow(
-                    key=o.key,
-                    kind=o.kind,
-                    source_id=o.source_id,
-                    user_id=o.user_id,
-                    discord_user_id=o.discord_user_id,
-                    payload=o.payload,
-                    silent=o.silent,
-                    target=o.target,
-                    status=PENDING,
-                    attempts=0,
-                    created_at=now,
+                new = len(result.all())
+            await session.execute(
+                insert(CursorRow)
+                .values(stream=stream, position=position, updated_at=now)
+                .on_conflict_do_update(
+                    index_elements=["stream"],
+                    set_={"position": position, "updated_at": now},
                 )
-                for o in new
             )
-            cursor = await session.get(CursorRow, stream)
-            if cursor is None:
-                session.add(CursorRow(stream=stream, position=position, updated_at=now))
-            else:
-                cursor.position, cursor.updated_at = position, now
-        return len(new)
+        return new
 
     async def pending(self, limit: int = 100) -> list[Delivery]:
         """The oldest deliveries not yet sent (nor given up on)."""
@@ -144,6 +173,52 @@ class Ledger:
                 .limit(limit)
             )
             return [_delivery(row) for row in result.scalars()]
+
+    async def claim(self, limit: int = 100) -> list[Delivery]:
+        """The oldest pending deliveries no other replica holds, up to `limit`, now this
+        replica's to send for its lease (see the module docstring)."""
+        now = utcnow()
+        held_by_others = (
+            select(DeliveryRow.discord_user_id)
+            .where(
+                DeliveryRow.status == PENDING,
+                DeliveryRow.claimed_by != self.owner,
+                DeliveryRow.claimed_until > now,
+            )
+            .scalar_subquery()
+        )
+        free = (
+            select(DeliveryRow.id)
+            .where(
+                DeliveryRow.status == PENDING,
+                or_(DeliveryRow.claimed_until.is_(None), DeliveryRow.claimed_until <= now),
+                DeliveryRow.discord_user_id.not_in(held_by_others),
+            )
+            .order_by(DeliveryRow.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        async with write_transaction(self._sessions) as session:
+            await commit_in_id_order(session, CLAIM_LOCK_KEY)
+            result = await session.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.id.in_(free))
+                .values(claimed_by=self.owner, claimed_until=now + self._lease)
+                .returning(DeliveryRow)
+            )
+            claimed = [_delivery(row) for row in result.scalars()]
+        return sorted(claimed, key=lambda delivery: delivery.id)
+
+    async def release(self) -> int:
+        """Give back this replica's claims on what it did not send (a pass that stopped
+        early), so any replica may try them on its next pass; how many."""
+        async with write_transaction(self._sessions) as session:
+            result = await session.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.claimed_by == self.owner, DeliveryRow.status == PENDING)
+                .values(claimed_by=None, claimed_until=None)
+            )
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def mark_sent(self, delivery_id: int) -> None:
         await self._finish(delivery_id, SENT, None)

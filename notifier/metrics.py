@@ -4,7 +4,7 @@ nothing about a process that serves no RPCs."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 DELIVERIES = Counter(
     "aifx_notifier_deliveries_total",
@@ -17,4 +17,8 @@ COMMANDS = Counter(
     "Slash commands by outcome: ok, refused (an error embed: bad input, unlinked, a "
     "service down) or failed (a bug, logged)",
     ["command", "outcome"],
+)
+PENDING = Gauge(
+    "aifx_notifier_deliveries_pending",
+    "DMs and channel posts owed and not yet sent (every replica's; as of this replica's last pass)",
 )

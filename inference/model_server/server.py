@@ -18,6 +18,7 @@ from tensorflow_serving.apis import (
 from common.logging import configure_logging
 from common.server import RunningServer, ServiceSpec, serve_forever, start_server
 from common.settings import get_settings
+from common.tracing import configure_tracing
 from inference.model_server.config import ConfigError, ServerConfig
 from inference.model_server.core import ModelServer
 from inference.model_server.flags import parse_args
@@ -74,6 +75,7 @@ async def serve(config: ServerConfig) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     settings = get_settings()
     log = configure_logging(settings, "model_server")
+    configure_tracing("model_server", settings)  # off unless AIFX_OTLP_ENDPOINT is set
     try:
         config = parse_args(argv, settings)
     except ConfigError as exc:
