@@ -343,6 +343,9 @@ class DiscordSettings(_Group):
     # (DMs are shared out by the delivery ledger's claims instead).
     discord_shard_id: int = Field(default=0, ge=0)
     discord_shard_count: int = Field(default=1, ge=1)
+    # How long a notifier's claim on the deliveries it is sending holds: a replica that
+    # dies mid-pass leaves them to another this much later.
+    notifier_claim_seconds: float = Field(default=60.0, gt=0)
 
     @model_validator(mode="after")
     def _shard_in_range(self) -> Self:

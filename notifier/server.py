@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import timedelta
 
 import discord
 import grpc
@@ -63,7 +64,8 @@ def build(settings: Settings) -> ServiceSpec:
 
     database = create_engine(settings)
     sessions = session_factory(database)
-    ledger, channels = Ledger(sessions), Channels(sessions)
+    lease = timedelta(seconds=settings.discord.notifier_claim_seconds)
+    ledger, channels = Ledger(sessions, lease=lease), Channels(sessions)
     accounts = AuthClient(auth, auth_as_user)
     health = HealthClient(
         {"auth": auth, "signal": signal, "position": position, "inference": inference}

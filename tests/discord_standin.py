@@ -359,6 +359,11 @@ class DiscordStandin:
             last = [f"{r.method} {r.path} → {r.status}" for r in self.requests[-5:]]
             raise TimeoutError(f"waited {timeout} s for {what}; last requests: {last}") from None
 
+    @property
+    def shards(self) -> list[list[int]]:
+        """The [shard id, shard count] each identified session gave, in order."""
+        return sorted(s.shard for s in self._sessions if s.session_id is not None)
+
     async def wait_for_sessions(self, count: int = 1, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         """Wait until `count` gateway sessions have identified."""
         await self.wait_until(lambda: self.sessions >= count, timeout, f"{count} sessions")
