@@ -81,9 +81,7 @@ class _Call:
         structlog.contextvars.bind_contextvars(request_id=self.request_id)
         request_id.bind(self.request_id)
         self.context.set_trailing_metadata(((REQUEST_ID_HEADER, self.request_id),))
-        self.span = tracing.start_rpc_span(
-            self.method, self.context.invocation_metadata(), self.request_id, self.peer
-        )
+        self.span = tracing.start_rpc_span(self.method, self.context, self.request_id, self.peer)
 
     async def fail(self, exc: BaseException) -> None:
         """Record how the RPC failed and answer the client with the right status."""

@@ -37,7 +37,9 @@ def _named(
     def render(logger: Any, method: str, event: structlog.types.EventDict) -> Any:
         if json:
             return renderer(logger, method, {"process": name, **event})
-        return f"{name:<11}| {renderer(logger, method, event)}"
+        line = renderer(logger, method, event)
+        assert isinstance(line, str)  # the console renderer's lines are text
+        return f"{name:<11}| {line}"
 
     return render
 

@@ -28,7 +28,6 @@ once per process): how the tests trace; `shutdown_tracing` undoes it all.
 from __future__ import annotations
 
 import atexit
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -146,19 +145,20 @@ def traced(engine: AsyncEngine) -> AsyncEngine:
     return engine
 
 
-def start_rpc_span(
-    method: str, metadata: Iterable[tuple[str, Any]] | None, request_id: str, peer: str
-) -> Span | None:
-    """The server span of an RPC of `method` (child of the caller's `traceparent` in
-    `metadata`), made current for the rest of the RPC's task; None when tracing is off.
-    The task is the RPC's own (grpc.aio runs each in one), so the span stops being
-    current when the RPC ends, as the request id does (common.request_id)."""
+def start_rpc_span(method: str, context: Any, request_id: str, peer: str) -> Span | None:
+    """The server span of an RPC of `method` (a child of the caller's `traceparent`, in
+    the metadata of grpc's servicer `context`), made current for the rest of the RPC's
+    task; None when tracing is off. The task is the RPC's own (grpc.aio runs each in
+    one), so the span stops being current when the RPC ends, as the request id does
+    (common.request_id)."""
     on = _ON
     if on is None or method.startswith(UNTRACED_PREFIXES):
         return None
-    from opentelemetry import context, propagate, trace
+    from opentelemetry import context as otel_context
+    from opentelemetry import propagate, trace
 
-    carrier = {key: value for key, value in metadata or () if isinstance(value, str)}
+    metadata = context.invocation_metadata() or ()
+    carrier = {key: value for key, value in metadata if isinstance(value, str)}
     parent = propagate.extract(carrier)
     service, _, name = method.lstrip("/").partition("/")
     span = on.rpc_tracer.start_span(
@@ -173,7 +173,7 @@ def start_rpc_span(
             REQUEST_ID_ATTRIBUTE: request_id,
         },
     )
-    context.attach(trace.set_span_in_context(span, parent))
+    otel_context.attach(trace.set_span_in_context(span, parent))
     return span
 
 

@@ -155,6 +155,39 @@ async def test_streams_of_both_handler_styles_are_traced_and_still_work(
         await running.stop(grace=0.1)
 
 
+async def test_new_traces_are_sampled_by_ratio_and_a_call_follows_its_caller(
+    settings: Settings,
+) -> None:
+    running = await _start()
+    # Opened before tracing is on: no client span, so the caller's choice is the test's.
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+    exporter = InMemorySpanExporter()
+    provider = tracing.configure_tracing(
+        "test_svc",
+        settings.replace(otlp_sample_ratio=0.0),
+        exporter=exporter,
+        global_provider=False,
+    )
+    assert provider is not None
+    sampled_parent = f"00-{'ab' * 16}-{'cd' * 8}-01"
+    try:
+        stub = auth_pb2_grpc.AuthServiceStub(channel)
+        await stub.GetPreferences(auth_pb2.GetPreferencesRequest())  # new trace: dropped
+        await stub.GetPreferences(
+            auth_pb2.GetPreferencesRequest(), metadata=(("traceparent", sampled_parent),)
+        )
+        (server,) = await eventually(
+            lambda: _finished(provider, exporter, PREFERENCES, trace.SpanKind.SERVER),
+            "the server span of the sampled caller",
+        )
+        assert server.context is not None
+        assert server.context.trace_id == int("ab" * 16, 16)
+    finally:
+        tracing.shutdown_tracing()
+        await channel.close()
+        await running.stop(grace=0.1)
+
+
 async def test_a_database_statement_makes_a_span_under_the_current_one(
     traced: tuple[TracerProvider, InMemorySpanExporter], settings: Settings
 ) -> None:
@@ -198,7 +231,7 @@ async def test_off_by_default_installs_nothing(settings: Settings) -> None:
         await channel.close()
     finally:
         await running.stop(grace=0.1)
-    assert tracing.start_rpc_span(f"/{PREFERENCES}", (), "req", "peer") is None
+    assert tracing.start_rpc_span(f"/{PREFERENCES}", None, "req", "peer") is None
 
 
 def test_off_a_service_process_never_even_imports_opentelemetry() -> None:
