@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 from aifx.auth.v1 import auth_pb2, auth_pb2_grpc
 from common.errors import NotFound
 from common.server import ServiceSpec, start_server
+from tests.infra import eventually
 
 SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
 
@@ -76,10 +77,19 @@ async def test_domain_error_maps_and_is_counted(faulty):
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await auth_pb2_grpc.AuthServiceStub(channel).GetMe(auth_pb2.GetMeRequest())
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-    after = REGISTRY.get_sample_value(
-        "aifx_grpc_requests_total", {"method": method, "code": "NOT_FOUND"}
-    )
-    assert after == before + 1
+
+    def counted() -> float:
+        return (
+            REGISTRY.get_sample_value(
+                "aifx_grpc_requests_total", {"method": method, "code": "NOT_FOUND"}
+            )
+            or 0.0
+        )
+
+    # The server counts a call as it finishes, which may be just after the client has
+    # its status.
+    assert await eventually(lambda: counted() >= before + 1, "the call counted")
+    assert counted() == before + 1
     assert REGISTRY.get_sample_value("aifx_grpc_request_duration_seconds_count", {"method": method})
 
 
@@ -92,9 +102,25 @@ async def test_one_log_line_per_rpc_only_when_its_level_is_on(faulty, caplog):
         # Only this method's: servers other tests left in this process may log too.
         return [e for e in events if e["event"] == "rpc" and e["method"] == method]
 
+    def finished() -> float:
+        return (
+            REGISTRY.get_sample_value(
+                "aifx_grpc_requests_total", {"method": method, "code": "NOT_FOUND"}
+            )
+            or 0.0
+        )
+
+    async def call_and_wait_until_finished() -> None:
+        """The call, then until the server has finished it (counted, then logged, in
+        one step): the client may have its status just before."""
+        before = finished()
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.GetMe(auth_pb2.GetMeRequest())
+        await eventually(lambda: finished() > before, "the call finished")
+
     caplog.set_level(logging.INFO, logger="rpc")
-    with structlog.testing.capture_logs() as events, pytest.raises(grpc.aio.AioRpcError):
-        await stub.GetMe(auth_pb2.GetMeRequest())
+    with structlog.testing.capture_logs() as events:
+        await call_and_wait_until_finished()
     lines = rpc_lines(events)
     assert len(lines) == 1
     assert lines[0]["code"] == "NOT_FOUND"
@@ -102,8 +128,8 @@ async def test_one_log_line_per_rpc_only_when_its_level_is_on(faulty, caplog):
     assert lines[0]["latency_ms"] >= 0
 
     caplog.set_level(logging.WARNING, logger="rpc")
-    with structlog.testing.capture_logs() as events, pytest.raises(grpc.aio.AioRpcError):
-        await stub.GetMe(auth_pb2.GetMeRequest())
+    with structlog.testing.capture_logs() as events:
+        await call_and_wait_until_finished()
     assert rpc_lines(events) == []
 
 
