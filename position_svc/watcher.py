@@ -43,7 +43,7 @@ from common.errors import DomainError
 from common.shutdown import run_together
 from common.time import utcnow
 from position_svc.event_feed import EventFeed
-from position_svc.metrics import count_closed
+from position_svc.metrics import count_closed, set_open
 from position_svc.pnl import (
     Tick,
     level_hit,
@@ -112,6 +112,7 @@ class Watcher:
             watched[position.id] = position
         else:
             watched.pop(position.id, None)
+        set_open(self._open)
 
     def on_event(self, event: PositionEvent) -> None:
         if event.type in (EventType.OPENED, EventType.UPDATED) or not event.position.is_open:
@@ -126,6 +127,7 @@ class Watcher:
         for position in await self._repository.open_positions():
             fresh[position.pair][position.id] = position
         self._open = fresh
+        set_open(self._open)
 
     # --- ticks ----------------------------------------------------------------------
 
@@ -179,6 +181,7 @@ class Watcher:
         for event in events:
             if watched.get(event.position.id, event.position).version < event.position.version:
                 watched.pop(event.position.id, None)
+        set_open(self._open)
         if events:
             self._feed.notify()
             log.info(why, pair=pair, closed=len(events))

@@ -1,7 +1,7 @@
 """signal_svc's business metrics (its RPC metrics are common.interceptors'): signals by
 what they say, and when each series last produced one — with the real time a bar takes
 here, so an alert can tell a stalled pipeline from a quiet market (a replay runs bars
-faster than the clock)."""
+faster than the clock) — and the gRPC signal streams open now."""
 
 from __future__ import annotations
 
@@ -31,6 +31,11 @@ BAR_SECONDS = Gauge(
     "Real seconds one bar of the series takes here (its length, divided by the replay "
     "speed when replaying); weekends and holidays have no bars",
     ["pair", "timeframe"],
+)
+SUBSCRIBERS = Gauge(
+    "aifx_signal_subscribers",
+    "gRPC signal streams (SubscribeSignals, StreamAllSignals: the edge, the notifier, "
+    "API clients) open on this replica now",
 )
 
 

@@ -30,6 +30,7 @@ from common.errors import ViolationCollector
 from common.proto_convert import timestamp
 from signal_svc.convert import ResponseCache, parse_signal_id
 from signal_svc.fanout import Broadcaster
+from signal_svc.metrics import SUBSCRIBERS
 from signal_svc.ports import SignalFilter, SignalReader
 from signal_svc.subscriptions import Heartbeat, subscribe
 
@@ -153,6 +154,10 @@ class StreamRpcs:
             self._broadcaster,
             heartbeat_seconds=self._heartbeat_seconds,
         )
+        # Counted for the stream's whole life (replay included), not by the
+        # broadcaster's registrations, which a subscriber that overflows during a replay
+        # drops and makes again.
+        SUBSCRIBERS.inc()
         try:
             async for event in events:
                 if isinstance(event, Heartbeat):
@@ -164,4 +169,5 @@ class StreamRpcs:
                 await context.write(response)
                 del response  # not held while waiting for the next event
         finally:
+            SUBSCRIBERS.dec()
             await events.aclose()
