@@ -11,15 +11,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from common.secret_files import create_once
 from common.settings import Settings
 
 
@@ -56,21 +55,12 @@ def _from_pem(pem: bytes) -> Ed25519PrivateKey:
     return key
 
 
-def _generate_into(path: Path) -> Ed25519PrivateKey:
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
+def _new_pem() -> bytes:
+    return Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write the secret readable by its owner only, and atomically.
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-    tmp.replace(path)
-    return key
 
 
 def load_signing_key(settings: Settings) -> SigningKey:
@@ -83,6 +73,7 @@ def load_signing_key(settings: Settings) -> SigningKey:
             settings.tokens.jwt_private_key_file
             or settings.general.var_dir / "keys" / "jwt-ed25519.pem"
         )
-        key = _from_pem(path.read_bytes()) if path.exists() else _generate_into(path)
+        # Every auth replica starting on a fresh var/ signs with the same key.
+        key = _from_pem(create_once(path, _new_pem))
     public = jwt.algorithms.OKPAlgorithm.to_jwk(key.public_key(), as_dict=True)
     return SigningKey(private_key=key, kid=thumbprint(public))

@@ -6,9 +6,9 @@ default generates one into var/ on first run, which every process of `make run` 
 
 from __future__ import annotations
 
-import os
 import secrets
 
+from common.secret_files import create_once
 from common.settings import Settings
 
 
@@ -17,8 +17,4 @@ def load_service_token(settings: Settings) -> str:
     if configured:
         return configured
     path = settings.general.ensure_var_dir() / "service-token"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
+    return create_once(path, lambda: secrets.token_urlsafe(32).encode()).decode().strip()
