@@ -70,5 +70,8 @@ async def send_owed(
                 pass  # a pass sent something: there may be more
         except Exception:
             log.exception("sending failed; trying again")
+        # asyncio.timeout, not wait_for: on 3.11 a cancellation arriving as wait_for's
+        # timeout fires can be lost, and the loop would outlive its stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(owed.wait(), idle_seconds)
+            async with asyncio.timeout(idle_seconds):
+                await owed.wait()
