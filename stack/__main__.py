@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from common import replicas
+from common.prometheus_targets import write_targets
 from common.settings import REPO_ROOT, get_settings
 from stack import supervisor_config
 from stack.programs import NOTIFIER_OFF, components, programs
@@ -35,6 +36,8 @@ def main() -> None:
     if "notifier" not in components(settings):
         print(NOTIFIER_OFF, file=sys.stderr, flush=True)
     var_dir = settings.general.ensure_var_dir()
+    # Where Prometheus (deploy/prometheus/prometheus.yml) finds every replica's metrics.
+    write_targets(settings, var_dir / "prometheus" / "services", settings.general.replicas)
     config = supervisor_config.write(programs(settings), var_dir, REPO_ROOT)
     binary = supervisord_binary()
     os.execv(binary, [binary, "--configuration", str(config)])  # noqa: S606 (become supervisord)
