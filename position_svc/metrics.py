@@ -38,7 +38,8 @@ def count_closed(events: Iterable[PositionEvent]) -> None:
 def set_open(open_by_pair: Mapping[str, Sized]) -> None:
     """Recount the open positions gauge from the watcher's index (pair → its open
     positions): a recount rather than inc/dec keeps it true whatever way the index
-    changed (an event, a close, a reload from the database)."""
+    changed (an event, a close, a reload from the database). A process runs one
+    watcher, whose index this is."""
     counts = {pair: len(positions) for pair, positions in open_by_pair.items() if positions}
     _open_pairs.update(counts)
     for pair in _open_pairs:
