@@ -94,6 +94,7 @@ bench:
 	$(PY) bench/notifier_fanout.py
 	$(PY) bench/socketio_fanout.py
 	$(PY) bench/dashboard_load.py
+	$(PY) bench/replica_scaling.py
 
 # `train-setup` always (re)installs; `train` installs only when the requirement files
 # changed since the last install. requirements.lock is installed without
