@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -29,7 +30,7 @@ from stack.programs import MODULES, command
 from tests.infra import free_port
 
 READY_BANNER = "AIFX is up."
-START_TIMEOUT_SECONDS = 120.0
+START_TIMEOUT_SECONDS = 180.0  # a cold start on a busy 2-core machine
 # Every port setting of common.settings.NetworkSettings (the notifier is not started).
 PORTS = (
     "auth_port",
@@ -53,6 +54,33 @@ def stack_commands() -> dict[str, list[str]]:
     """`make run`'s processes (one of each), by name, without the notifier (no Discord
     token here)."""
     return {name: command(name) for name in MODULES if name != "notifier"}
+
+
+def migrate(env: dict[str, str]) -> None:
+    """`make run`'s first step: every service's migrations, with `env`'s settings."""
+    subprocess.run(
+        [sys.executable, "-m", "common.migrations"],
+        cwd=REPO_ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+def wait_for_banner(
+    log: Callable[[], str], failure: Callable[[], str | None], context: Callable[[], str]
+) -> None:
+    """Until `log()` shows the ready banner; fail at once when `failure()` names one
+    (a process exited), or after START_TIMEOUT_SECONDS, with `context()` (logs)."""
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if READY_BANNER in log():
+            return
+        problem = failure()
+        if problem:
+            raise RuntimeError(f"{problem}:\n{context()}")
+        time.sleep(0.2)
+    raise RuntimeError(f"the stack was not ready in {START_TIMEOUT_SECONDS:.0f} s:\n{context()}")
 
 
 class FullStack:
@@ -111,39 +139,24 @@ class FullStack:
 
     def __enter__(self) -> FullStack:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "common.migrations"],
-            cwd=REPO_ROOT,
-            env=self.env,
-            check=True,
-            capture_output=True,
-        )
+        migrate(self.env)
         try:
             for name in self.commands:
                 self.start(name)
-            self._wait_until_ready()
+            wait_for_banner(lambda: self.log("ready", tail=100_000), self._exited, self.logs)
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
 
-    def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if READY_BANNER in self.log("ready", tail=100_000):
-                return
-            # `ready` exits once it has printed the banner.
-            exited = [
-                n
-                for n, p in self.processes.items()
-                if p.poll() is not None and not (n == "ready" and p.returncode == 0)
-            ]
-            if exited:
-                raise RuntimeError(f"{exited} exited while starting:\n{self.logs()}")
-            time.sleep(0.2)
-        raise RuntimeError(
-            f"the stack was not ready in {START_TIMEOUT_SECONDS:.0f} s:\n{self.logs()}"
-        )
+    def _exited(self) -> str | None:
+        # `ready` exits once it has printed the banner.
+        exited = [
+            n
+            for n, p in self.processes.items()
+            if p.poll() is not None and not (n == "ready" and p.returncode == 0)
+        ]
+        return f"{exited} exited while starting" if exited else None
 
     def __exit__(
         self,

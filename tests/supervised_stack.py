@@ -13,6 +13,7 @@ down), here supervisord owns the processes, as it does for a user.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -20,15 +21,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
 from common.replicas import PORT_STEP
 from common.settings import REPO_ROOT
-from tests.full_stack import PORTS, READY_BANNER
+from tests.full_stack import PORTS, migrate, wait_for_banner
+from tests.infra import REDIS_URL, create_postgres_database, drop_postgres_database, run_sync
 
-START_TIMEOUT_SECONDS = 180.0
 STOP_TIMEOUT_SECONDS = 60.0
 # Below Linux's ephemeral range (32768-60999), so that no outgoing connection takes a
 # replica's port between choosing it and binding it.
@@ -141,13 +142,7 @@ class SupervisedStack:
 
     def __enter__(self) -> SupervisedStack:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "common.migrations"],
-            cwd=REPO_ROOT,
-            env=self.env,
-            check=True,
-            capture_output=True,
-        )
+        migrate(self.env)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "stack"],
@@ -158,24 +153,15 @@ class SupervisedStack:
                 start_new_session=True,
             )
         try:
-            self._wait_until_ready()
+            wait_for_banner(lambda: self.log(tail=1_000_000), self._exited, self.log)
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
 
-    def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if READY_BANNER in self.log(tail=1_000_000):
-                return
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"make run exited while starting:\n{self.log()}")
-            time.sleep(0.2)
-        raise RuntimeError(
-            f"the stack was not ready in {START_TIMEOUT_SECONDS:.0f} s:\n{self.log()}"
-        )
+    def _exited(self) -> str | None:
+        assert self.process is not None
+        return "make run exited while starting" if self.process.poll() is not None else None
 
     def __exit__(
         self,
@@ -192,3 +178,23 @@ class SupervisedStack:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+@contextlib.contextmanager
+def supervised_replicas(workdir: Path, **settings: object) -> Iterator[SupervisedStack]:
+    """AIFX_REPLICAS=2 on a fresh PostgreSQL database (dropped after) and Redis under a
+    prefix of its own, replaying an hour a second, with `settings` on top."""
+    name, url = run_sync(create_postgres_database())
+    try:
+        with SupervisedStack(
+            workdir,
+            replicas=2,
+            database_url=url,
+            redis_url=REDIS_URL,
+            redis_prefix=f"aifx-{workdir.name}:",
+            replay_speed=3600,
+            **settings,
+        ) as running:
+            yield running
+    finally:
+        run_sync(drop_postgres_database(name))

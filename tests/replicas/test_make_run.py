@@ -18,8 +18,8 @@ import pytest
 from common.settings import REPO_ROOT, Settings
 from stack import supervisor_config
 from stack.programs import programs
-from tests.infra import REDIS_URL, create_postgres_database, drop_postgres_database, run_sync
-from tests.supervised_stack import SupervisedStack
+from tests.infra import REDIS_URL
+from tests.supervised_stack import SupervisedStack, supervised_replicas
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -101,21 +101,8 @@ def test_the_supervisor_config_restarts_with_backoff_and_locks_its_control_socke
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SupervisedStack]:
-    """`make run` with two replicas on PostgreSQL and Redis, replaying fast."""
-    name, url = run_sync(create_postgres_database())
-    workdir = tmp_path_factory.mktemp("supervised")
-    try:
-        with SupervisedStack(
-            workdir,
-            replicas=2,
-            database_url=url,
-            redis_url=REDIS_URL,
-            redis_prefix=f"aifx-run-{workdir.name}:",
-            replay_speed=3600,
-        ) as running:
-            yield running
-    finally:
-        run_sync(drop_postgres_database(name))
+    with supervised_replicas(tmp_path_factory.mktemp("supervised")) as running:
+        yield running
 
 
 def get(url: str) -> int:

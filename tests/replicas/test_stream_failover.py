@@ -20,13 +20,9 @@ import pytest
 from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
 from common.settings import REPO_ROOT
 from tests.infra import (
-    REDIS_URL,
-    create_postgres_database,
-    drop_postgres_database,
     eventually,
-    run_sync,
 )
-from tests.supervised_stack import SupervisedStack
+from tests.supervised_stack import SupervisedStack, supervised_replicas
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -40,23 +36,10 @@ SIGNALS_AFTER_KILL = 5  # signals every client must get after the kill
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SupervisedStack]:
-    """Two replicas on PostgreSQL and Redis; one series, one signal a second."""
-    name, url = run_sync(create_postgres_database())
+    """One series, one signal a second."""
     workdir = tmp_path_factory.mktemp("failover")
-    try:
-        with SupervisedStack(
-            workdir,
-            replicas=2,
-            database_url=url,
-            redis_url=REDIS_URL,
-            redis_prefix=f"aifx-failover-{workdir.name}:",
-            replay_speed=3600,
-            signal_pairs="EUR/USD",
-            signal_timeframes="1h",
-        ) as running:
-            yield running
-    finally:
-        run_sync(drop_postgres_database(name))
+    with supervised_replicas(workdir, signal_pairs="EUR/USD", signal_timeframes="1h") as running:
+        yield running
 
 
 async def access_token(http: aiohttp.ClientSession, url: str) -> str:
