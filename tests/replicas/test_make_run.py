@@ -124,6 +124,7 @@ def healthy_endpoints(stack: SupervisedStack, cluster: str) -> int:
         for host in found.get("host_statuses", [])
         if host["health_status"].get("eds_health_status") == "HEALTHY"
         and not host["health_status"].get("failed_active_health_check")
+        and not host["health_status"].get("failed_outlier_check")
     )
 
 
@@ -140,6 +141,7 @@ def test_every_replica_runs_logs_as_itself_and_is_behind_envoy(stack: Supervised
 
 def test_a_killed_replica_is_restarted_and_reads_never_fail_meanwhile(stack: SupervisedStack):
     jwks = f"{stack.url}/api/v1/auth/jwks"
+    stack.wait_until(lambda: healthy_endpoints(stack, "auth_svc") == 2, "both auth replicas in")
     old = stack.kill("auth-1")
     # Through Envoy while auth-1 is down and coming back: a read is retried on auth-2.
     codes = [get(jwks) for _ in range(200)]
