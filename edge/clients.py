@@ -38,6 +38,21 @@ class SignalEvents:
             if message.HasField("signal"):
                 yield trading_signal(message.signal)
 
+    async def missed(self, after_id: str, limit: int = 1000) -> list[dict[str, Any]] | None:
+        """The signals stored after `after_id`, oldest first: the stream's replay, up to
+        the heartbeat that marks the start of live delivery. None when there are more
+        than `limit` (a client that far behind reads them with REST)."""
+        stub = self._client.stub(signal_pb2_grpc.SignalInternalServiceStub)
+        request = signal_pb2.StreamAllSignalsRequest(resume_after_id=after_id)
+        replayed: list[dict[str, Any]] = []
+        async for message in self._client.stream(stub.StreamAllSignals, request):
+            if not message.HasField("signal"):
+                return replayed
+            if len(replayed) == limit:
+                return None
+            replayed.append(trading_signal(message.signal))
+        return replayed
+
 
 class PriceEvents:
     """SignalInternalService.StreamPricesInternal for every pair, as `price:<PAIR>`

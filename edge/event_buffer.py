@@ -5,6 +5,8 @@ sequence numbers as strings, so "newer" is a number comparison. Plain Python."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import deque
 from typing import Any
 
@@ -16,9 +18,25 @@ class EventBuffer:
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self._events: deque[dict[str, Any]] = deque(maxlen=size)
+        self._added = asyncio.Event()
 
     def add(self, event: dict[str, Any]) -> None:
         self._events.append(event)
+        self._added.set()
+        self._added = asyncio.Event()
+
+    async def reached(self, event_id: str, within: float) -> bool:
+        """Wait (up to `within` seconds) until an event with id `event_id` or newer is
+        kept; whether it is."""
+        deadline = asyncio.get_running_loop().time() + within
+        while not (self._events and int(self._events[-1]["id"]) >= int(event_id)):
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._added.wait()
+        return True
 
     @property
     def last_id(self) -> str | None:

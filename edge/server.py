@@ -85,8 +85,8 @@ def build(settings: Settings) -> Edge:
     app = web.Application(middlewares=[json_errors], client_max_size=64 * 1024)
     server.attach(app)
     signals, notifications = EventBuffer(), EventBuffer()
-    bridge = SocketBridge(server, verify, signals, notifications)
     events, prices = SignalEvents(signal_client), PriceEvents(signal_client)
+    bridge = SocketBridge(server, verify, signals, notifications, events.missed)
     position_events = PositionEvents(position_client)
     tasks: list[asyncio.Task[None]] = []
 

@@ -66,6 +66,14 @@ def price_room(pair: str) -> str:
     return f"price:{pair}"
 
 
+# The signals after an id, read from their source (signal_svc), oldest first; None when
+# there are too many to send over a socket.
+MissedSignals = Callable[[str], Awaitable[list[dict[str, Any]] | None]]
+# How long a backfilled client waits for this edge's own stream to reach what it was
+# sent, before it joins the room regardless.
+RESUME_CATCH_UP_SECONDS = 5.0
+
+
 class SocketBridge:
     """The event handlers of `server`, and the relays of signals, quotes and position
     events into its rooms."""
@@ -76,11 +84,13 @@ class SocketBridge:
         verify: Verify,
         signals: EventBuffer,
         notifications: EventBuffer,
+        missed_signals: MissedSignals | None = None,
     ) -> None:
         self._server = server
         self._verify = verify
         self._signals = signals
         self._notifications = notifications
+        self._missed_signals = missed_signals
         self._board = MarketBoard()
         # Resuming a subscriber and relaying a new event take turns, so a resumed
         # client gets what it missed before anything newer, and nothing twice.
@@ -164,8 +174,11 @@ class SocketBridge:
         """Join the signal room (after sending what was missed); the acknowledgement
         says so, for a client that waits for it (`socket.emitWithAck`)."""
         last_seen = data.get("lastSignalId") if isinstance(data, dict) else None
+        resumed = 0
+        if last_seen and self._missed_signals is not None:
+            last_seen, resumed = await self._backfill(sid, str(last_seen))
         async with self._signal_turn:
-            resumed = await self._resume(
+            resumed += await self._resume(
                 sid,
                 "trading:signal",
                 self._signals,
@@ -193,6 +206,28 @@ class SocketBridge:
             )
             await self._server.enter_room(sid, notification_room(user_id))
         return {"subscribed": "notifications", "resumed": resumed}
+
+    async def _backfill(self, sid: str, last_seen: str) -> tuple[str, int]:
+        """What this edge no longer (or never: it was just started, after the client's
+        replica died) keeps since `last_seen`, read from signal_svc and sent to `sid`;
+        then until this edge has relayed up to the newest of them, so that what follows
+        comes from the buffer and the room, once. The id resumed after and how many."""
+        if self._signals.after(last_seen) is not None:
+            return last_seen, 0
+        try:
+            missed = await self._missed_signals(last_seen)  # type: ignore[misc]
+        except DomainError as failed:  # a malformed id, signal_svc down: RESUME_TOO_OLD
+            log.warning("signals missed since a resume not read", error=str(failed))
+            return last_seen, 0
+        if missed is None:  # too many: RESUME_TOO_OLD sends the client to REST
+            return last_seen, 0
+        for event in missed:
+            await self._server.emit("trading:signal", event, to=sid)
+        if not missed:
+            return last_seen, 0
+        newest = str(missed[-1]["id"])
+        await self._signals.reached(newest, RESUME_CATCH_UP_SECONDS)
+        return newest, len(missed)
 
     async def _resume(
         self,
