@@ -25,6 +25,10 @@ class EventBuffer:
         self._added.set()
         self._added = asyncio.Event()
 
+    def newer_than(self, event_id: str) -> list[dict[str, Any]]:
+        """The events kept with an id above `event_id`, oldest first."""
+        return [event for event in self._events if int(event["id"]) > int(event_id)]
+
     async def reached(self, event_id: str, within: float) -> bool:
         """Wait (up to `within` seconds) until an event with id `event_id` or newer is
         kept; whether it is."""

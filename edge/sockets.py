@@ -174,11 +174,26 @@ class SocketBridge:
         """Join the signal room (after sending what was missed); the acknowledgement
         says so, for a client that waits for it (`socket.emitWithAck`)."""
         last_seen = data.get("lastSignalId") if isinstance(data, dict) else None
-        resumed = 0
-        if last_seen and self._missed_signals is not None:
-            last_seen, resumed = await self._backfill(sid, str(last_seen))
+        backfilled = None
+        if (
+            last_seen
+            and self._missed_signals is not None
+            and self._signals.after(str(last_seen)) is None
+        ):
+            backfilled = await self._backfill(sid, str(last_seen))
+        if backfilled is not None:
+            # Everything through that id was sent; every newer signal stored since this
+            # edge started is in its buffer.
+            through, resumed = backfilled
+            async with self._signal_turn:
+                for event in self._signals.newer_than(through):
+                    await self._server.emit("trading:signal", event, to=sid)
+                    resumed += 1
+                await self._server.enter_room(sid, SIGNALS_ROOM)
+            await self._server.emit("market:update", self._board.snapshot(), to=sid)
+            return {"subscribed": "signals", "resumed": resumed}
         async with self._signal_turn:
-            resumed += await self._resume(
+            resumed = await self._resume(
                 sid,
                 "trading:signal",
                 self._signals,
@@ -207,27 +222,26 @@ class SocketBridge:
             await self._server.enter_room(sid, notification_room(user_id))
         return {"subscribed": "notifications", "resumed": resumed}
 
-    async def _backfill(self, sid: str, last_seen: str) -> tuple[str, int]:
-        """What this edge no longer (or never: it was just started, after the client's
-        replica died) keeps since `last_seen`, read from signal_svc and sent to `sid`;
-        then until this edge has relayed up to the newest of them, so that what follows
-        comes from the buffer and the room, once. The id resumed after and how many."""
-        if self._signals.after(last_seen) is not None:
-            return last_seen, 0
+    async def _backfill(self, sid: str, last_seen: str) -> tuple[str, int] | None:
+        """What this edge does not keep since `last_seen` (it was just started, after
+        the client's replica died, or the client is far behind), read from signal_svc
+        and sent to `sid`: the id it was sent through, and how many; None when it could
+        not be read (too many, a malformed id, signal_svc down). Then waits until this
+        edge has relayed up to that id, so that none of those comes again in the room."""
         try:
             missed = await self._missed_signals(last_seen)  # type: ignore[misc]
-        except DomainError as failed:  # a malformed id, signal_svc down: RESUME_TOO_OLD
+        except DomainError as failed:
             log.warning("signals missed since a resume not read", error=str(failed))
-            return last_seen, 0
-        if missed is None:  # too many: RESUME_TOO_OLD sends the client to REST
-            return last_seen, 0
+            return None
+        if missed is None:
+            return None
         for event in missed:
             await self._server.emit("trading:signal", event, to=sid)
         if not missed:
             return last_seen, 0
-        newest = str(missed[-1]["id"])
-        await self._signals.reached(newest, RESUME_CATCH_UP_SECONDS)
-        return newest, len(missed)
+        through = str(missed[-1]["id"])
+        await self._signals.reached(through, RESUME_CATCH_UP_SECONDS)
+        return through, len(missed)
 
     async def _resume(
         self,
