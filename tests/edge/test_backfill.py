@@ -5,17 +5,13 @@ over to its own buffer and room: every signal once, in order."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
-import socketio
-from aiohttp import web
 
 from common.errors import Unavailable
-from edge.event_buffer import EventBuffer
-from edge.sockets import MissedSignals, SocketBridge
-from tests.edge.test_sockets import Client, signal, verify
+from edge.sockets import SocketBridge
+from tests.edge.test_sockets import Client, serving, signal
 from tests.infra import eventually
 
 
@@ -29,24 +25,6 @@ class SignalSource:
     async def missed(self, after_id: str) -> list[dict]:
         self.asked.append(after_id)
         return [signal(n) for n in range(int(after_id) + 1, self.stored + 1)]
-
-
-@contextlib.asynccontextmanager
-async def serving(missed: MissedSignals) -> AsyncIterator[tuple[SocketBridge, str]]:
-    """A bridge reading gaps with `missed`, served on a free port."""
-    server = socketio.AsyncServer(async_mode="aiohttp")
-    app = web.Application()
-    server.attach(app)
-    bridge = SocketBridge(server, verify, EventBuffer(size=10), EventBuffer(), missed)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield bridge, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ token's expiry warned, refreshed, or ending the socket."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +18,7 @@ from prometheus_client import REGISTRY
 from common.access_tokens import AccessClaims
 from common.errors import Unauthenticated
 from edge.event_buffer import EventBuffer
-from edge.sockets import SocketBridge
+from edge.sockets import MissedSignals, SocketBridge
 from tests.infra import eventually
 
 
@@ -31,12 +32,17 @@ async def verify(token: str) -> AccessClaims:
     return AccessClaims(user, "jti", frozenset({"user"}), now, now + lifetimes[kind])
 
 
-@pytest.fixture
-async def bridge() -> AsyncIterator[tuple[SocketBridge, str]]:
+@contextlib.asynccontextmanager
+async def serving(
+    missed_signals: MissedSignals | None = None,
+) -> AsyncIterator[tuple[SocketBridge, str]]:
+    """A bridge (reading resume gaps with `missed_signals`) served on a free port."""
     server = socketio.AsyncServer(async_mode="aiohttp")
     app = web.Application()
     server.attach(app)
-    bridge = SocketBridge(server, verify, EventBuffer(size=10), EventBuffer(size=10))
+    bridge = SocketBridge(
+        server, verify, EventBuffer(size=10), EventBuffer(size=10), missed_signals
+    )
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -46,6 +52,12 @@ async def bridge() -> AsyncIterator[tuple[SocketBridge, str]]:
         yield bridge, f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def bridge() -> AsyncIterator[tuple[SocketBridge, str]]:
+    async with serving() as served:
+        yield served
 
 
 class Client:
