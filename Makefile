@@ -12,7 +12,7 @@ TRAIN_SITE = $(shell $(TRAIN_PY) -c 'import sysconfig; print(sysconfig.get_paths
 TRAIN_STAMP := $(TRAIN_VENV)/.installed
 ARGS ?=
 
-.PHONY: setup dashboard gen lint format test run bench lock clean help train train-setup
+.PHONY: setup dashboard gen lint format test run bench lock clean help train train-setup audit
 
 help:
 	@echo "make setup   create .venv, install pinned dependencies, generate code"
@@ -22,6 +22,7 @@ help:
 	@echo "make test    run the whole test-suite"
 	@echo "make lint    ruff, contract lint (buf), gen/ freshness, import contracts, mypy"
 	@echo "make bench   run the benchmarks under bench/"
+	@echo "make audit   known-vulnerability audit: pip-audit (requirements.lock), npm audit"
 	@echo "make train-setup  create .train-venv (TensorFlow, tf2onnx) for training"
 	@echo "make train   train the LSTM into the next models/lstm/<version>/ (ARGS=... for"
 	@echo "             options, e.g. ARGS='--epochs 5'; see ARGS=--help); ARGS='--dataset"
@@ -122,6 +123,19 @@ train: $(TRAIN_STAMP)
 	$(TRAIN_PY) -m inference.training $(ARGS)
 	@if [[ " $(ARGS) " == *" --dataset ecb-daily "* || " $(ARGS) " == *" --dataset=ecb-daily "* ]]; then \
 	  $(PY) -m backtest models/lstm_daily; fi
+
+# Known-vulnerability audit of every pinned dependency. Needs an advisory source:
+# PyPI's per-release JSON API or OSV (pip-audit), the npm registry's bulk advisory
+# endpoint (npm audit). pip-audit lives in its own virtualenv, out of the runtime lock.
+AUDIT_VENV := .audit-venv
+audit:
+	test -x $(AUDIT_VENV)/bin/pip-audit || ($(PYTHON) -m venv $(AUDIT_VENV) && \
+	  $(AUDIT_VENV)/bin/pip install --quiet pip-audit==2.10.1)
+	$(AUDIT_VENV)/bin/pip-audit --requirement requirements.lock --no-deps --disable-pip \
+	  --progress-spinner off --strict
+	npm audit --prefix edge/dashboard --omit dev
+	npm audit --prefix tests/edge/node
+	npm audit --prefix deploy/k8s
 
 lock:
 	$(PY) -m pip freeze --exclude-editable --exclude tensorflow-serving-api > requirements.lock
