@@ -126,12 +126,15 @@ class Accounts:
 
     # --- sessions ----------------------------------------------------------------------
 
-    async def register(self, email: str, username: str, password: str) -> SignedIn:
+    async def register(
+        self, email: str, username: str, password: str, client_address: str
+    ) -> SignedIn:
         errors = ViolationCollector()
         email = check_email(email, errors)
         username = check_username(username, errors)
         check_new_password(password, errors)
         errors.raise_if_any()
+        await self._limiter.admit_registration(client_address)
         async with self._sessions() as session:
             await self._refuse_taken(session, email.lower(), username.lower())
         password_hash = await self._hasher.hash(password)

@@ -1,5 +1,6 @@
 """Rate limits on failures, with `limits`: failed logins per identifier and per client
-address, failed Discord link codes per Discord user.
+address, failed Discord link codes per Discord user; and on registrations (every
+attempt, not only failures) per client address.
 
 Only failures count, so a user who types their password right is never slowed by
 someone else hammering their name from elsewhere more than the per-identifier limit.
@@ -92,7 +93,8 @@ class FailureLimiter:
 
 
 class LoginLimiter:
-    """Failed logins, per identifier and per client address."""
+    """Failed logins, per identifier and per client address; registration attempts per
+    client address."""
 
     def __init__(self, logins: LoginSettings, storage: StorageSettings) -> None:
         self._limiter = FailureLimiter(
@@ -104,6 +106,18 @@ class LoginLimiter:
             storage,
             "login",
         )
+        self._registrations = FailureLimiter(
+            {"ip": logins.registration_limit_per_address},
+            "registrations from this address",
+            storage,
+            "register",
+        )
+
+    async def admit_registration(self, address: str) -> None:
+        """Count one registration attempt from `address`, or raise RateLimited (with
+        the wait) when the address has used up its allowance."""
+        await self._registrations.check(ip=address)
+        await self._registrations.record_failure(ip=address)
 
     async def check(self, identifier: str, address: str) -> None:
         await self._limiter.check(id=identifier, ip=address)

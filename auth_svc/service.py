@@ -117,8 +117,11 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     async def Register(  # noqa: N802
         self, request: auth_pb2.RegisterRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.RegisterResponse:
+        address = client_address(context, self._trusted_proxies)
         user, tokens = self._signed_in(
-            await self._accounts.register(request.email, request.username, request.password)
+            await self._accounts.register(
+                request.email, request.username, request.password, address
+            )
         )
         return auth_pb2.RegisterResponse(user=user, tokens=tokens)
 

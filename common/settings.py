@@ -212,6 +212,10 @@ class StreamSettings(_Group):
     # cache (Redis) again: another replica's new signal is seen at most this late (this
     # replica's own are seen at once). 0 turns the memo off.
     signal_memo_seconds: float = Field(default=0.5, ge=0)
+    # Concurrent streams (gRPC or Server-Sent Events: signals, prices, position events)
+    # one user may hold open on each replica; the next is refused RESOURCE_EXHAUSTED
+    # (429) until one closes.
+    max_streams_per_user: int = Field(default=10, ge=1)
 
 
 class PositionSettings(_Group):
@@ -297,6 +301,10 @@ class LoginSettings(_Group):
     # Failed logins allowed (limits notation) per identifier and per client address.
     login_failure_limit_per_identifier: str = "5/5minutes"
     login_failure_limit_per_address: str = "20/5minutes"
+    # Registrations allowed (every attempt that passes validation counts: an attempt
+    # also tells whether a name is taken) per client address. Generous enough for an
+    # office behind one NAT, low enough to stop mass account creation.
+    registration_limit_per_address: str = "100/hour"
 
 
 class EdgeSettings(_Group):
@@ -313,6 +321,33 @@ class EdgeSettings(_Group):
     ]
     # The built dashboard the edge serves (`npm run build` in edge/dashboard).
     dashboard_dir: Path = REPO_ROOT / "edge" / "dashboard" / "dist"
+    # Concurrent Socket.IO connections one user may hold on each edge replica (tabs,
+    # devices); the next is refused with a connect_error saying so.
+    max_sockets_per_user: int = Field(default=32, ge=1)
+    # TLS at Envoy: with both files (PEM) set, the public listener speaks HTTPS only and
+    # every response carries Strict-Transport-Security; with neither, plain HTTP.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Slow-loris bounds at Envoy: the time a client has to send a request's headers,
+    # and how long a connection with no request in flight is kept open.
+    envoy_request_headers_timeout_seconds: float = Field(default=10.0, gt=0)
+    envoy_idle_timeout_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("tls_cert_file", "tls_key_file", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: object) -> object:
+        """AIFX_TLS_CERT_FILE= (empty) means no TLS."""
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _tls_needs_both(self) -> Self:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("TLS needs both tls_cert_file and tls_key_file")
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None and self.tls_key_file is not None
 
 
 class DiscordSettings(_Group):

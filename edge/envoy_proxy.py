@@ -2,7 +2,8 @@
 
 envoy.yaml stays a complete, valid config with the default ports; this module changes
 only what settings own (listener and admin ports, upstream addresses, the JWKS URL, the
-descriptor path and the CORS allow-list), so what runs is what the file says.
+descriptor path, the CORS allow-list, the slow-loris timeouts, and TLS when a
+certificate is configured), so what runs is what the file says.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ TEMPLATE = REPO_ROOT / "envoy.yaml"
 DESCRIPTOR = REPO_ROOT / "gen" / "aifx_descriptor.pb"
 TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 JWT_AUTHN = "envoy.filters.http.jwt_authn"
+TLS_SOCKET = "envoy.transport_sockets.tls"
+TLS_TYPES = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+# Browsers that once reached the dashboard over HTTPS never try plain HTTP again (a
+# year, the usual preload minimum).
+HSTS = "max-age=31536000; includeSubDomains"
 
 
 def upstreams(settings: Settings) -> dict[str, list[tuple[str, int]]]:
@@ -62,8 +68,15 @@ def render(settings: Settings) -> dict[str, Any]:
     provider = _http_filter(manager, JWT_AUTHN)["providers"]["aifx"]
     provider["issuer"] = settings.tokens.jwt_issuer
     provider["audiences"] = [settings.tokens.jwt_audience]
+    scheme = "https" if settings.edge.tls_enabled else "http"
     provider["remote_jwks"]["http_uri"]["uri"] = (
-        f"http://127.0.0.1:{settings.network.envoy_port}/api/v1/auth/jwks"
+        f"{scheme}://127.0.0.1:{settings.network.envoy_port}/api/v1/auth/jwks"
+    )
+    manager["request_headers_timeout"] = _seconds(
+        settings.edge.envoy_request_headers_timeout_seconds
+    )
+    manager["common_http_protocol_options"]["idle_timeout"] = _seconds(
+        settings.edge.envoy_idle_timeout_seconds
     )
     cors = manager["route_config"]["virtual_hosts"][0]["typed_per_filter_config"][
         "envoy.filters.http.cors"
@@ -76,7 +89,49 @@ def render(settings: Settings) -> dict[str, Any]:
             {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
             for host, port in addresses[cluster["name"]]
         ]
+    if settings.edge.tls_enabled:
+        _enable_tls(config, settings)
     return config
+
+
+def _seconds(value: float) -> str:
+    """A protobuf Duration in YAML: "10s", "0.5s"."""
+    return f"{value:g}s"
+
+
+def _enable_tls(config: dict[str, Any], settings: Settings) -> None:
+    """HTTPS on the public listener with the configured certificate, HSTS on every
+    response, and the JWKS fetch (through this same listener) over TLS as well: it
+    trusts the listener without verifying it, being a loopback call to itself."""
+    listener = config["static_resources"]["listeners"][0]
+    listener["filter_chains"][0]["transport_socket"] = {
+        "name": TLS_SOCKET,
+        "typed_config": {
+            "@type": TLS_TYPES + "DownstreamTlsContext",
+            "common_tls_context": {
+                "tls_certificates": [
+                    {
+                        "certificate_chain": {"filename": str(settings.edge.tls_cert_file)},
+                        "private_key": {"filename": str(settings.edge.tls_key_file)},
+                    }
+                ],
+                "alpn_protocols": ["h2", "http/1.1"],
+            },
+        },
+    }
+    manager = _http_connection_manager(config)
+    manager["route_config"]["response_headers_to_add"] = [
+        {
+            "header": {"key": "strict-transport-security", "value": HSTS},
+            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+        }
+    ]
+    for cluster in config["static_resources"]["clusters"]:
+        if cluster["name"] == "envoy_self":
+            cluster["transport_socket"] = {
+                "name": TLS_SOCKET,
+                "typed_config": {"@type": TLS_TYPES + "UpstreamTlsContext"},
+            }
 
 
 class _PlainDumper(yaml.SafeDumper):

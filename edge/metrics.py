@@ -8,7 +8,7 @@ from prometheus_client import Counter, Gauge, Histogram
 SOCKETS = Gauge("aifx_edge_sockets_connected", "Socket.IO clients connected now")
 REFUSED = Counter(
     "aifx_edge_sockets_refused_total",
-    "Socket.IO connections refused, by reason (no_token, bad_token)",
+    "Socket.IO connections refused, by reason (no_token, bad_token, too_many)",
     ["reason"],
 )
 EVENTS = Counter(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import sys
 import time
 import urllib.request
@@ -36,8 +37,12 @@ async def grpc_serving(address: str) -> bool:
 
 
 def http_ok(url: str) -> bool:
+    # Envoy's HTTPS listener (AIFX_TLS_CERT_FILE) may have a self-signed or
+    # internal-CA certificate: this probe of our own loopback port only asks whether it
+    # answers, so the certificate is not verified here.
+    unverified = ssl._create_unverified_context()  # noqa: S323
     try:
-        with urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310 (loopback URL)
+        with urllib.request.urlopen(url, timeout=1.0, context=unverified) as response:  # noqa: S310
             return response.status == 200
     except OSError:
         return False
@@ -79,7 +84,8 @@ async def wait_for_stack(settings: Settings) -> None:
             lambda edge=edge: asyncio.to_thread(http_ok, f"{edge}/healthz"),
             deadline,
         )
-    public = f"http://127.0.0.1:{settings.network.envoy_port}"
+    scheme = "https" if settings.edge.tls_enabled else "http"
+    public = f"{scheme}://127.0.0.1:{settings.network.envoy_port}"
     await wait_until(
         f"envoy ({public})",
         lambda: asyncio.to_thread(http_ok, f"{public}/api/v1/auth/jwks"),

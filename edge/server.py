@@ -86,7 +86,14 @@ def build(settings: Settings) -> Edge:
     server.attach(app)
     signals, notifications = EventBuffer(), EventBuffer()
     events, prices = SignalEvents(signal_client), PriceEvents(signal_client)
-    bridge = SocketBridge(server, verify, signals, notifications, events.missed)
+    bridge = SocketBridge(
+        server,
+        verify,
+        signals,
+        notifications,
+        events.missed,
+        max_sockets_per_user=settings.edge.max_sockets_per_user,
+    )
     position_events = PositionEvents(position_client)
     tasks: list[asyncio.Task[None]] = []
 

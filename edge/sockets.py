@@ -16,6 +16,10 @@ user's room (`user:<id>`).
   token of the same user, or at expiry gets `error` TOKEN_EXPIRED and is disconnected.
 
 Bad requests get an `error` event `{message, code}`, never a dropped socket.
+
+A user holds at most `max_sockets_per_user` sockets on this edge process (tabs,
+devices); one more is refused with a `connect_error` saying so (`err.data.code`
+"RESOURCE_EXHAUSTED"), and a slot frees as soon as one of the user's sockets closes.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import structlog
 from common.access_tokens import AccessClaims
 from common.errors import DomainError
 from common.market import normalize_pair
+from common.user_slots import UserSlots
 from edge.event_buffer import EventBuffer
 from edge.market_board import MarketBoard
 from edge.metrics import DELIVERY, EVENTS, EXPIRED, REFUSED, SOCKETS
@@ -46,6 +51,7 @@ EXPIRY_WARNING_SECONDS = 60.0
 MARKET_UPDATE_INTERVAL = 2.0
 # The data of a refused connection (socket.io-client: `connect_error` → err.data).
 REFUSAL = {"code": "UNAUTHENTICATED"}
+TOO_MANY = {"code": "RESOURCE_EXHAUSTED"}
 Verify = Callable[[str], Awaitable[AccessClaims]]
 
 
@@ -85,8 +91,13 @@ class SocketBridge:
         signals: EventBuffer,
         notifications: EventBuffer,
         missed_signals: MissedSignals | None = None,
+        max_sockets_per_user: int | None = None,
     ) -> None:
+        """`max_sockets_per_user` None: no cap (in-process tests and benchmarks)."""
         self._server = server
+        self._slots = UserSlots(max_sockets_per_user, "sockets") if max_sockets_per_user else None
+        # The user whose slot each connected socket holds.
+        self._slot_of: dict[str, str] = {}
         self._verify = verify
         self._signals = signals
         self._notifications = notifications
@@ -118,6 +129,15 @@ class SocketBridge:
         except DomainError as refused:
             REFUSED.labels("bad_token").inc()
             raise socketio.exceptions.ConnectionRefusedError(refused.message, REFUSAL) from None
+        if self._slots is not None:
+            try:
+                self._slots.acquire(claims.subject)
+            except DomainError as refused:
+                REFUSED.labels("too_many").inc()
+                raise socketio.exceptions.ConnectionRefusedError(
+                    refused.message, TOO_MANY
+                ) from None
+            self._slot_of[sid] = claims.subject
         await self._server.save_session(sid, {"user_id": claims.subject})
         await self._server.enter_room(sid, user_room(claims.subject))
         self._watch_expiry(sid, claims.expires_at)
@@ -126,6 +146,9 @@ class SocketBridge:
 
     async def disconnect(self, sid: str, reason: Any = None) -> None:
         SOCKETS.dec()
+        user_id = self._slot_of.pop(sid, None)
+        if user_id is not None and self._slots is not None:
+            self._slots.release(user_id)
         for timer in self._expiry.pop(sid, ()):
             timer.cancel()
 

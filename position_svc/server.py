@@ -18,6 +18,7 @@ from common.server import ServiceSpec, run_service
 from common.service_credentials import load_service_token
 from common.settings import Settings
 from common.shutdown import stop_tasks
+from common.user_slots import UserSlots
 from position_svc.book import PositionBook
 from position_svc.event_feed import EventFeed
 from position_svc.price_source import PriceSource
@@ -72,7 +73,10 @@ def build(settings: Settings) -> ServiceSpec:
         tasks.append(asyncio.create_task(watcher.run(), name="position-watcher"))
 
     def register(server: grpc.aio.Server) -> None:
-        position_pb2_grpc.add_PositionServiceServicer_to_server(PositionService(gate, book), server)
+        slots = UserSlots(settings.streams.max_streams_per_user, "streams")
+        position_pb2_grpc.add_PositionServiceServicer_to_server(
+            PositionService(gate, book, slots), server
+        )
         position_pb2_grpc.add_PositionInternalServiceServicer_to_server(
             PositionInternalService(gate, book), server
         )

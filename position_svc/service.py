@@ -8,6 +8,7 @@ user. PositionInternalService (the notifier) needs the service credential.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import TypeAlias
 
@@ -21,6 +22,7 @@ from common.grpc_metadata import metadata_value
 from common.pagination import effective_page_size
 from common.proto_convert import timestamp
 from common.time import as_utc, utcnow
+from common.user_slots import UserSlots
 from position_svc import convert
 from position_svc.book import PositionBook
 from position_svc.event_feed import Heartbeat
@@ -44,9 +46,14 @@ def _resume_after(
 
 
 class PositionService(position_pb2_grpc.PositionServiceServicer):
-    def __init__(self, gate: Gate, book: PositionBook) -> None:
+    def __init__(
+        self, gate: Gate, book: PositionBook, stream_slots: UserSlots | None = None
+    ) -> None:
+        """`stream_slots`: a cap on each user's concurrent event streams (common.
+        user_slots); None, no cap (in-process tests)."""
         self._gate = gate
         self._book = book
+        self._stream_slots = stream_slots
 
     def _message(self, position: Position) -> position_pb2.Position:
         return convert.position_message(position, self._book.current_price(position.pair))
@@ -133,11 +140,15 @@ class PositionService(position_pb2_grpc.PositionServiceServicer):
         self, request: position_pb2.WatchPositionEventsRequest, context: Context
     ) -> AsyncIterator[position_pb2.WatchPositionEventsResponse]:
         user_id = await self._gate.user(context)
-        async for item in self._book.events(user_id, _resume_after(request)):
-            if isinstance(item, Heartbeat):
-                yield position_pb2.WatchPositionEventsResponse(heartbeat=_heartbeat())
-            else:
-                yield position_pb2.WatchPositionEventsResponse(event=convert.event_message(item))
+        slots = self._stream_slots
+        with slots.hold(user_id) if slots is not None else contextlib.nullcontext():
+            async for item in self._book.events(user_id, _resume_after(request)):
+                if isinstance(item, Heartbeat):
+                    yield position_pb2.WatchPositionEventsResponse(heartbeat=_heartbeat())
+                else:
+                    yield position_pb2.WatchPositionEventsResponse(
+                        event=convert.event_message(item)
+                    )
 
 
 class PositionInternalService(position_pb2_grpc.PositionInternalServiceServicer):

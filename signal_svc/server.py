@@ -19,6 +19,7 @@ from common.server import ServiceSpec, run_service
 from common.service_credentials import load_service_token
 from common.settings import Settings
 from common.shutdown import stop_tasks
+from common.user_slots import UserSlots
 from signal_svc.convert import ResponseCache
 from signal_svc.engine import SignalEngine
 from signal_svc.fanout import Broadcaster
@@ -86,7 +87,11 @@ def build(settings: Settings) -> ServiceSpec:
         heartbeat_seconds=settings.streams.stream_heartbeat_seconds,
     )
     public = SignalService(
-        gate, market_rpcs, SignalRpcs(repository, signal_cache, responses), streams
+        gate,
+        market_rpcs,
+        SignalRpcs(repository, signal_cache, responses),
+        streams,
+        UserSlots(settings.streams.max_streams_per_user, "streams"),
     )
     internal = SignalInternalService(gate, market_rpcs, streams)
     tasks: list[asyncio.Task[None]] = []

@@ -5,7 +5,8 @@ translates proto ⇄ domain.
 
 SignalService admits a user's access token (header, or ?access_token= through Envoy for
 Server-Sent Events) or the service credential; SignalInternalService the service
-credential only.
+credential only. A user's concurrent streams (signals and prices together) are capped
+per process (`stream_slots`, common.user_slots); services are not capped.
 
 Streaming RPCs write their responses (`context.write`) and return None, which the
 generated base classes (typed as returning iterators) do not foresee: hence the
@@ -14,12 +15,15 @@ generated base classes (typed as returning iterators) do not foresee: hence the
 
 from __future__ import annotations
 
+import contextlib
+from contextlib import AbstractContextManager
 from typing import TypeAlias
 
 import grpc
 
 from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
-from common.callers import Gate
+from common.callers import Caller, Gate
+from common.user_slots import UserSlots
 from signal_svc.market_rpcs import MarketRpcs
 from signal_svc.signal_rpcs import SignalRpcs
 from signal_svc.stream_rpcs import StreamRpcs
@@ -29,12 +33,24 @@ Context: TypeAlias = grpc.aio.ServicerContext
 
 class SignalService(signal_pb2_grpc.SignalServiceServicer):
     def __init__(
-        self, gate: Gate, market: MarketRpcs, signals: SignalRpcs, streams: StreamRpcs
+        self,
+        gate: Gate,
+        market: MarketRpcs,
+        signals: SignalRpcs,
+        streams: StreamRpcs,
+        stream_slots: UserSlots | None = None,
     ) -> None:
+        """`stream_slots` None: no cap (in-process tests and benchmarks)."""
         self._gate = gate
         self._market = market
         self._signals = signals
         self._streams = streams
+        self._stream_slots = stream_slots
+
+    def _stream_slot(self, caller: Caller) -> AbstractContextManager[None]:
+        if self._stream_slots is None or caller.user_id is None:
+            return contextlib.nullcontext()
+        return self._stream_slots.hold(caller.user_id)
 
     async def GetSignal(  # noqa: N802 (gRPC method names)
         self, request: signal_pb2.GetSignalRequest, context: Context
@@ -51,8 +67,9 @@ class SignalService(signal_pb2_grpc.SignalServiceServicer):
     async def SubscribeSignals(  # type: ignore[override]  # noqa: N802
         self, request: signal_pb2.SubscribeSignalsRequest, context: Context
     ) -> None:
-        await self._gate.user_or_service(context)
-        await self._streams.subscribe_signals(request, context)
+        caller = await self._gate.user_or_service(context)
+        with self._stream_slot(caller):
+            await self._streams.subscribe_signals(request, context)
 
     async def GetCandles(  # noqa: N802
         self, request: signal_pb2.GetCandlesRequest, context: Context
@@ -69,8 +86,9 @@ class SignalService(signal_pb2_grpc.SignalServiceServicer):
     async def StreamPrices(  # type: ignore[override]  # noqa: N802
         self, request: signal_pb2.StreamPricesRequest, context: Context
     ) -> None:
-        await self._gate.user_or_service(context)
-        await self._market.stream_prices(request, context)
+        caller = await self._gate.user_or_service(context)
+        with self._stream_slot(caller):
+            await self._market.stream_prices(request, context)
 
     async def ListPairs(  # noqa: N802
         self, request: signal_pb2.ListPairsRequest, context: Context

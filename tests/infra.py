@@ -177,6 +177,9 @@ def make_settings(var_dir: Path, **overrides: object) -> Settings:
         "auth_metrics_port": 0,
         "env": "test",
         "login_failure_limit_per_address": "1000/minute",
+        # Every test registers from 127.0.0.1: the per-address limit is tested on its
+        # own (tests/security/test_abuse_limits.py).
+        "registration_limit_per_address": "100000/hour",
     }
     values.update(overrides)
     return Settings.load(None, **values)

@@ -141,3 +141,17 @@ async def test_revocation_applies_to_a_remembered_token_at_once():
     claims = await v.verify(token)
     await revocations.revoke(claims.token_id, 60)
     await expect_refused(token, "TOKEN_REVOKED", v)
+
+
+async def test_a_process_keeps_its_own_revocations_when_the_shared_store_forgets_them():
+    """A logout handled while Redis was down lives only in this process; a Redis that
+    comes back empty must not make the token valid again here."""
+    from common.kv import MemoryStore
+    from common.revocation import RevocationList
+
+    shared = MemoryStore()
+    revocations = RevocationList(shared)
+    await revocations.revoke("jti-1", 60)
+    await shared.close()  # the shared store restarted empty
+    assert await revocations.is_revoked("jti-1")
+    assert not await revocations.is_revoked("jti-2")

@@ -39,7 +39,14 @@ SIGNALS_AFTER_KILL = 5  # signals every client must get after the kill
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SupervisedStack]:
     """One series, one signal a second."""
     workdir = tmp_path_factory.mktemp("failover")
-    with supervised_replicas(workdir, signal_pairs="EUR/USD", signal_timeframes="1h") as running:
+    with supervised_replicas(
+        workdir,
+        signal_pairs="EUR/USD",
+        signal_timeframes="1h",
+        # One user holds every stream and socket here: lift the per-user caps.
+        max_streams_per_user=SUBSCRIBERS,
+        max_sockets_per_user=SOCKETS,
+    ) as running:
         yield running
 
 
