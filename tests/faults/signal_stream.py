@@ -21,12 +21,14 @@ STREAM_PATH = "/api/v1/trading/signals:stream"
 
 @dataclass
 class SignalSubscriber:
-    """Ids received in order; `breaks` holds (when, why) of every lost connection."""
+    """Ids received in order, each signal's `source` by id; `breaks` holds (when, why)
+    of every lost connection."""
 
     url: str
     token: str
     reconnect: bool = False
     ids: list[int] = field(default_factory=list)
+    sources: dict[int, str] = field(default_factory=dict)
     breaks: list[tuple[float, str]] = field(default_factory=list)
     connected_at: list[float] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
@@ -59,6 +61,7 @@ class SignalSubscriber:
                         signal = event.get("signal")
                         if isinstance(signal, dict):
                             self.ids.append(int(signal["id"]))
+                            self.sources[int(signal["id"])] = str(signal.get("source", ""))
                     reason = "stream ended"
                 except (httpx.HTTPError, ValueError) as exc:
                     reason = f"{type(exc).__name__}: {exc}"
