@@ -17,7 +17,6 @@ import contextlib
 import sqlite3
 import time
 import urllib.request
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,18 +103,8 @@ def stored_ids(database: Path, first: int, last: int) -> list[int]:
     return [int(row[0]) for row in rows]
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[FullStack]:
-    full = FullStack(tmp_path / "stack", replay_speed=36_000, bcrypt_rounds=4)
-    await asyncio.to_thread(full.__enter__)
-    try:
-        yield full
-    finally:
-        await asyncio.to_thread(full.__exit__, None, None, None)
-
-
-async def test_envoy_restart_under_load(stack: FullStack) -> None:
-    async with http_client(stack.url) as http:
+async def test_envoy_restart_under_load(embedded_stack: FullStack) -> None:
+    async with http_client(embedded_stack.url) as http:
         registered = await http.post("/api/v1/auth/register", json=unique_account("envoy"))
         assert registered.status_code == 200, registered.text
         token = registered.json()["tokens"]["accessToken"]
@@ -127,8 +116,8 @@ async def test_envoy_restart_under_load(stack: FullStack) -> None:
 
         await eventually(signal_ready, "the JWKS and a first signal", within=WITHIN, interval=0.2)
 
-    load = LoadLoop(stack.url, token)
-    subscriber = SignalSubscriber(stack.url, token, reconnect=True)
+    load = LoadLoop(embedded_stack.url, token)
+    subscriber = SignalSubscriber(embedded_stack.url, token, reconnect=True)
     load.start()
     subscriber.start()
     try:
@@ -137,13 +126,13 @@ async def test_envoy_restart_under_load(stack: FullStack) -> None:
         assert load.errors() == [], load.errors()[:5]
 
         stopping = time.monotonic()
-        await asyncio.to_thread(stack.stop, "envoy")
+        await asyncio.to_thread(embedded_stack.stop, "envoy")
         await eventually(lambda: load.errors(), "the clients to see Envoy gone", within=WITHIN)
         await eventually(lambda: subscriber.breaks, "the stream to break", within=WITHIN)
         before_restart = len(subscriber.ids)
 
-        stack.start("envoy")
-        admin = stack.ports["envoy_admin_port"]
+        embedded_stack.start("envoy")
+        admin = embedded_stack.ports["envoy_admin_port"]
         await eventually(
             lambda: asyncio.to_thread(envoy_ready, admin), "the new Envoy", within=WITHIN
         )
@@ -177,7 +166,7 @@ async def test_envoy_restart_under_load(stack: FullStack) -> None:
     assert len(subscriber.connected_at) >= 2, subscriber.breaks
     ids = subscriber.ids
     assert ids == sorted(set(ids)), "a signal twice or out of order"
-    database = stack.workdir / "var" / "aifx.db"
+    database = embedded_stack.workdir / "var" / "aifx.db"
     assert ids == await asyncio.to_thread(stored_ids, database, ids[0], ids[-1])
     print(
         f"REST calls {len(load.outcomes)}, errors {len(errors)} ({kinds}) from "

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import signal
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -49,22 +48,12 @@ def newest_id(database: Path) -> int:
     return int(row[0])
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[FullStack]:
-    full = FullStack(tmp_path / "stack", replay_speed=36_000, bcrypt_rounds=4)
-    await asyncio.to_thread(full.__enter__)
-    try:
-        yield full
-    finally:
-        await asyncio.to_thread(full.__exit__, None, None, None)
-
-
 @pytest.mark.parametrize("victim", ["model_server", "inference"])
 async def test_a_dead_model_gives_marked_fallback_signals_then_model_signals_again(
-    stack: FullStack, victim: str
+    embedded_stack: FullStack, victim: str
 ) -> None:
-    database = stack.workdir / "var" / "aifx.db"
-    async with http_client(stack.url) as http:
+    database = embedded_stack.workdir / "var" / "aifx.db"
+    async with http_client(embedded_stack.url) as http:
         registered = await http.post("/api/v1/auth/register", json=unique_account("model"))
         assert registered.status_code == 200, registered.text
         token = registered.json()["tokens"]["accessToken"]
@@ -79,16 +68,16 @@ async def test_a_dead_model_gives_marked_fallback_signals_then_model_signals_aga
 
         await eventually(lambda: rest_says(MODEL), "a first model signal", within=WITHIN)
 
-        load = LoadLoop(stack.url, token)
-        subscriber = SignalSubscriber(stack.url, token)
+        load = LoadLoop(embedded_stack.url, token)
+        subscriber = SignalSubscriber(embedded_stack.url, token)
         load.start()
         subscriber.start()
         try:
             await eventually(lambda: len(subscriber.ids) >= 3, "signals on the stream")
-            others = {n: p.pid for n, p in stack.processes.items() if n != victim}
+            others = {n: p.pid for n, p in embedded_stack.processes.items() if n != victim}
 
-            stack.processes[victim].send_signal(signal.SIGKILL)
-            await asyncio.to_thread(stack.processes[victim].wait, 15)
+            embedded_stack.processes[victim].send_signal(signal.SIGKILL)
+            await asyncio.to_thread(embedded_stack.processes[victim].wait, 15)
             killed_after = await asyncio.to_thread(newest_id, database)
 
             async def fallback_stored() -> bool:
@@ -104,7 +93,7 @@ async def test_a_dead_model_gives_marked_fallback_signals_then_model_signals_aga
                 "the stream carrying a fallback signal",
                 within=WITHIN,
             )
-            stack.start(victim)
+            embedded_stack.start(victim)
             back_after = await asyncio.to_thread(newest_id, database)
 
             async def model_stored_again() -> bool:
@@ -126,6 +115,6 @@ async def test_a_dead_model_gives_marked_fallback_signals_then_model_signals_aga
     # other process was restarted.
     assert load.outcomes and load.errors() == [], load.errors()[:5]
     assert subscriber.breaks == [], subscriber.breaks
-    assert {n: p.pid for n, p in stack.processes.items() if n != victim} == others
-    exited = {n: p.returncode for n, p in stack.processes.items() if p.poll() is not None}
+    assert {n: p.pid for n, p in embedded_stack.processes.items() if n != victim} == others
+    exited = {n: p.returncode for n, p in embedded_stack.processes.items() if p.poll() is not None}
     assert set(exited) <= {"ready"}, exited  # `ready` prints the banner and exits
