@@ -20,10 +20,11 @@ RETRY_AFTER_SECONDS = 5.0
 
 
 class UserSlots:
-    """At most `limit` concurrent `what` (e.g. "streams") per user id."""
+    """At most `limit` concurrent `what` (e.g. "streams") per user id; `limit` None
+    counts without capping (in-process tests and benchmarks)."""
 
-    def __init__(self, limit: int, what: str) -> None:
-        if limit < 1:
+    def __init__(self, limit: int | None, what: str) -> None:
+        if limit is not None and limit < 1:
             raise ValueError("limit must be at least 1")
         self.limit = limit
         self._what = what
@@ -35,7 +36,7 @@ class UserSlots:
     def acquire(self, user_id: str) -> None:
         """Take a slot, or raise RateLimited (RESOURCE_EXHAUSTED, 429) naming the cap."""
         held = self.held(user_id)
-        if held >= self.limit:
+        if self.limit is not None and held >= self.limit:
             raise RateLimited(
                 f"too many open {self._what} for this user (the limit is {self.limit}); "
                 f"close one first",
@@ -51,9 +52,13 @@ class UserSlots:
             self._held.pop(user_id, None)
 
     @contextmanager
-    def hold(self, user_id: str) -> Iterator[None]:
+    def hold(self, user_id: str | None) -> Iterator[None]:
         """A slot for the duration of the block (a stream's life), freed however it
-        ends: completed, failed or cancelled by a client that went away."""
+        ends: completed, failed or cancelled by a client that went away. `user_id`
+        None (a service caller) is not counted: services are not capped."""
+        if user_id is None:
+            yield
+            return
         self.acquire(user_id)
         try:
             yield

@@ -95,7 +95,7 @@ class SocketBridge:
     ) -> None:
         """`max_sockets_per_user` None: no cap (in-process tests and benchmarks)."""
         self._server = server
-        self._slots = UserSlots(max_sockets_per_user, "sockets") if max_sockets_per_user else None
+        self._slots = UserSlots(max_sockets_per_user, "sockets")
         # The user whose slot each connected socket holds.
         self._slot_of: dict[str, str] = {}
         self._verify = verify
@@ -129,15 +129,12 @@ class SocketBridge:
         except DomainError as refused:
             REFUSED.labels("bad_token").inc()
             raise socketio.exceptions.ConnectionRefusedError(refused.message, REFUSAL) from None
-        if self._slots is not None:
-            try:
-                self._slots.acquire(claims.subject)
-            except DomainError as refused:
-                REFUSED.labels("too_many").inc()
-                raise socketio.exceptions.ConnectionRefusedError(
-                    refused.message, TOO_MANY
-                ) from None
-            self._slot_of[sid] = claims.subject
+        try:
+            self._slots.acquire(claims.subject)
+        except DomainError as refused:
+            REFUSED.labels("too_many").inc()
+            raise socketio.exceptions.ConnectionRefusedError(refused.message, TOO_MANY) from None
+        self._slot_of[sid] = claims.subject
         await self._server.save_session(sid, {"user_id": claims.subject})
         await self._server.enter_room(sid, user_room(claims.subject))
         self._watch_expiry(sid, claims.expires_at)
@@ -147,7 +144,7 @@ class SocketBridge:
     async def disconnect(self, sid: str, reason: Any = None) -> None:
         SOCKETS.dec()
         user_id = self._slot_of.pop(sid, None)
-        if user_id is not None and self._slots is not None:
+        if user_id is not None:
             self._slots.release(user_id)
         for timer in self._expiry.pop(sid, ()):
             timer.cancel()

@@ -8,7 +8,6 @@ user. PositionInternalService (the notifier) needs the service credential.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from typing import TypeAlias
 
@@ -50,10 +49,10 @@ class PositionService(position_pb2_grpc.PositionServiceServicer):
         self, gate: Gate, book: PositionBook, stream_slots: UserSlots | None = None
     ) -> None:
         """`stream_slots`: a cap on each user's concurrent event streams (common.
-        user_slots); None, no cap (in-process tests)."""
+        user_slots); None, counted but not capped (in-process tests)."""
         self._gate = gate
         self._book = book
-        self._stream_slots = stream_slots
+        self._stream_slots = stream_slots or UserSlots(None, "streams")
 
     def _message(self, position: Position) -> position_pb2.Position:
         return convert.position_message(position, self._book.current_price(position.pair))
@@ -140,8 +139,7 @@ class PositionService(position_pb2_grpc.PositionServiceServicer):
         self, request: position_pb2.WatchPositionEventsRequest, context: Context
     ) -> AsyncIterator[position_pb2.WatchPositionEventsResponse]:
         user_id = await self._gate.user(context)
-        slots = self._stream_slots
-        with slots.hold(user_id) if slots is not None else contextlib.nullcontext():
+        with self._stream_slots.hold(user_id):
             async for item in self._book.events(user_id, _resume_after(request)):
                 if isinstance(item, Heartbeat):
                     yield position_pb2.WatchPositionEventsResponse(heartbeat=_heartbeat())

@@ -15,14 +15,12 @@ generated base classes (typed as returning iterators) do not foresee: hence the
 
 from __future__ import annotations
 
-import contextlib
-from contextlib import AbstractContextManager
 from typing import TypeAlias
 
 import grpc
 
 from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
-from common.callers import Caller, Gate
+from common.callers import Gate
 from common.user_slots import UserSlots
 from signal_svc.market_rpcs import MarketRpcs
 from signal_svc.signal_rpcs import SignalRpcs
@@ -40,17 +38,12 @@ class SignalService(signal_pb2_grpc.SignalServiceServicer):
         streams: StreamRpcs,
         stream_slots: UserSlots | None = None,
     ) -> None:
-        """`stream_slots` None: no cap (in-process tests and benchmarks)."""
+        """`stream_slots` None: counted, not capped (in-process tests, benchmarks)."""
         self._gate = gate
         self._market = market
         self._signals = signals
         self._streams = streams
-        self._stream_slots = stream_slots
-
-    def _stream_slot(self, caller: Caller) -> AbstractContextManager[None]:
-        if self._stream_slots is None or caller.user_id is None:
-            return contextlib.nullcontext()
-        return self._stream_slots.hold(caller.user_id)
+        self._stream_slots = stream_slots or UserSlots(None, "streams")
 
     async def GetSignal(  # noqa: N802 (gRPC method names)
         self, request: signal_pb2.GetSignalRequest, context: Context
@@ -68,7 +61,7 @@ class SignalService(signal_pb2_grpc.SignalServiceServicer):
         self, request: signal_pb2.SubscribeSignalsRequest, context: Context
     ) -> None:
         caller = await self._gate.user_or_service(context)
-        with self._stream_slot(caller):
+        with self._stream_slots.hold(caller.user_id):
             await self._streams.subscribe_signals(request, context)
 
     async def GetCandles(  # noqa: N802
@@ -87,7 +80,7 @@ class SignalService(signal_pb2_grpc.SignalServiceServicer):
         self, request: signal_pb2.StreamPricesRequest, context: Context
     ) -> None:
         caller = await self._gate.user_or_service(context)
-        with self._stream_slot(caller):
+        with self._stream_slots.hold(caller.user_id):
             await self._market.stream_prices(request, context)
 
     async def ListPairs(  # noqa: N802
