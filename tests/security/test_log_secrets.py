@@ -29,6 +29,7 @@ import socketio
 from aifx.auth.v1 import auth_pb2, auth_pb2_grpc
 from tests.envoy import unique_account
 from tests.full_stack import FullStack
+from tests.infra import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -211,10 +212,11 @@ async def test_no_secret_reaches_any_log_line(stack: FullStack) -> None:
     await run_flow(stack, secrets)
     # Let the processes flush the lines of the last requests: Envoy writes an access
     # log line when a request ends, so wait for the last one (the failed login).
-    deadline = asyncio.get_running_loop().time() + DEADLINE
-    while "/api/v1/auth/login 401" not in stack.log("envoy", tail=100_000):
-        assert asyncio.get_running_loop().time() < deadline, stack.log("envoy")
-        await asyncio.sleep(0.1)
+    await eventually(
+        lambda: "/api/v1/auth/login 401" in stack.log("envoy", tail=100_000),
+        "the failed login in Envoy's access log",
+        within=DEADLINE,
+    )
 
     logs = every_log(stack)
     # The runs were verbose and the access log saw the token-bearing requests.
