@@ -21,21 +21,34 @@ from common.settings import Settings
 from common.tracing import traced
 
 
-def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
+def create_engine(
+    settings: Settings, url: str | None = None, *, serving: bool = True
+) -> AsyncEngine:
     """An engine for `url` (default: the configured database). SQLite gets WAL and
-    enforced foreign keys; PostgreSQL a pool sized by settings."""
+    enforced foreign keys; PostgreSQL a pool sized by settings and, when `serving`
+    requests (not migrating), the timeouts that make an outage or a saturated pool a
+    quick UNAVAILABLE instead of a request hanging (common.outages)."""
     url = url or settings.database_url
     if url.startswith("sqlite"):
         settings.general.ensure_var_dir()
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return traced(engine)
+    storage = settings.storage
+    connect_args: dict[str, Any] = {"timeout": storage.database_connect_timeout_seconds}
+    pool_timeout = 30.0
+    if serving:
+        statement_ms = round(storage.database_statement_timeout_seconds * 1000)
+        connect_args["server_settings"] = {"statement_timeout": str(statement_ms)}
+        pool_timeout = storage.database_pool_timeout_seconds
     return traced(
         create_async_engine(
             url,
-            pool_size=settings.storage.database_pool_size,
-            max_overflow=settings.storage.database_pool_size,
+            pool_size=storage.database_pool_size,
+            max_overflow=storage.database_pool_size,
             pool_pre_ping=True,
+            pool_timeout=pool_timeout,
+            connect_args=connect_args,
         )
     )
 

@@ -61,7 +61,20 @@ class FailedPrecondition(DomainError):
 
 
 class Unavailable(DomainError):
+    """A dependency is down or saturated; the same call may succeed later, after
+    `retry_after_seconds` when given."""
+
     reason = "UNAVAILABLE"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        retry_after_seconds: float | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class RateLimited(DomainError):

@@ -52,9 +52,10 @@ def to_status(error: errors.DomainError) -> grpc.Status:
                 )
             )
         )
-    if isinstance(error, errors.RateLimited):
+    retry_after = getattr(error, "retry_after_seconds", None)
+    if retry_after is not None:
         delay = duration_pb2.Duration()
-        delay.FromMilliseconds(max(1, round(error.retry_after_seconds * 1000)))
+        delay.FromMilliseconds(max(1, round(retry_after * 1000)))
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     status = status_pb2.Status(code=code, message=error.message, details=details)
     return rpc_status.to_status(status)

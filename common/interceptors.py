@@ -27,6 +27,7 @@ from prometheus_client import Counter, Histogram
 from common import request_id, tracing
 from common.errors import DomainError
 from common.grpc_errors import internal_status, to_status
+from common.outages import as_unavailable
 
 log = structlog.get_logger("rpc")
 _STDLIB_LOG = logging.getLogger("rpc")
@@ -95,7 +96,12 @@ class _Call:
         if isinstance(exc, grpc.aio.AbortError):
             self.code = self.context.code() or grpc.StatusCode.UNKNOWN
             return
-        if isinstance(exc, DomainError):
+        unavailable = None if isinstance(exc, DomainError) else as_unavailable(exc)
+        if unavailable is not None:
+            # The type only: a database error's text holds the statement's parameters.
+            log.warning("dependency unavailable", method=self.method, error=type(exc).__name__)
+            status = to_status(unavailable)
+        elif isinstance(exc, DomainError):
             status = to_status(exc)
         else:
             log.exception("unhandled error", method=self.method)

@@ -54,7 +54,7 @@ def run_env(target_metadata: MetaData) -> None:
             context.run_migrations()
 
     async def run() -> None:
-        engine = create_engine(get_settings(), url)
+        engine = create_engine(get_settings(), url, serving=False)
         try:
             async with engine.connect() as connection:
                 await connection.run_sync(migrate)

@@ -81,6 +81,13 @@ class StorageSettings(_Group):
     # Empty means the embedded SQLite database in var_dir (Settings.database_url).
     database_url: str = ""
     database_pool_size: int = 10
+    # PostgreSQL failing fast (README "Reliability and security"): a new connection
+    # gives up after this long; a request waits this long for a free pooled connection
+    # (slow queries holding them all) before it gets UNAVAILABLE; the server cancels a
+    # statement running longer. None of them applies to migrations.
+    database_connect_timeout_seconds: float = 3.0
+    database_pool_timeout_seconds: float = 2.0
+    database_statement_timeout_seconds: float = 10.0
     # Empty means in-process caches, fan-out and rate limits.
     redis_url: str = ""
     redis_prefix: str = "aifx:"

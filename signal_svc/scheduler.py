@@ -13,8 +13,11 @@
 - On start, the latest closed candle of each series is evaluated too (warm start), so
   GetSignal has an answer right away instead of after the first close; a restart or a
   second replica re-evaluating a candle that already has its signal stores nothing.
-- A failure on one series (its evaluation, store, cache or publish) is logged and never
-  stops the loop or the other series. If the feed's stream of closes fails, it is
+- A database outage holds signals back instead of losing them: a store that failed
+  because the database is down or saturated (common.outages) is retried, with a
+  backoff, until it succeeds; the closes that arrive meanwhile wait in the queue.
+- Any other failure on one series (its evaluation, store, cache or publish) is logged
+  and never stops the loop or the other series. If the feed's stream of closes fails, it is
   re-subscribed after a backoff; if it ends (a finished replay), `run` returns.
 """
 
@@ -26,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import structlog
 
 from common.market import Timeframe, normalize_pair
+from common.outages import as_unavailable
 from common.settings import MarketSettings
 from common.shutdown import stop_tasks
 from signal_svc.engine import HISTORY_BARS, EvaluationFailed, SignalEngine, candle_close_time
@@ -40,6 +44,8 @@ log = structlog.get_logger(__name__)
 MAX_BATCH = 64
 RESUBSCRIBE_MIN_SECONDS = 1.0
 RESUBSCRIBE_MAX_SECONDS = 30.0
+STORE_RETRY_MIN_SECONDS = 0.25
+STORE_RETRY_MAX_SECONDS = 4.0
 _END = object()
 
 
@@ -175,7 +181,7 @@ class Scheduler:
     async def _store_and_publish(self, signal: Signal) -> Signal | None:
         where = {"pair": signal.pair, "timeframe": signal.timeframe.value}
         try:
-            stored = await self._repository.store(signal)
+            stored = await self._store(signal)
         except Exception:
             self.failures += 1
             log.exception("signal store failed", **where)
@@ -199,6 +205,25 @@ class Scheduler:
             self.failures += 1
             log.exception("signal publish failed", signal_id=stored.id, **where)
         return stored
+
+    async def _store(self, signal: Signal) -> Signal | None:
+        """`repository.store`, retried for as long as the database is unavailable."""
+        delay = STORE_RETRY_MIN_SECONDS
+        while True:
+            try:
+                return await self._repository.store(signal)
+            except Exception as exc:
+                if as_unavailable(exc) is None:
+                    raise
+                log.warning(
+                    "signal store waits for the database",
+                    pair=signal.pair,
+                    timeframe=signal.timeframe.value,
+                    error=type(exc).__name__,
+                    retry_in=delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, STORE_RETRY_MAX_SECONDS)
 
     async def _refresh_cache(self, signal: Signal) -> None:
         if self._cache is None:

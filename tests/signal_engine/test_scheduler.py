@@ -235,3 +235,52 @@ def test_configured_series_are_normalised(tmp_path) -> None:
     ]
     with pytest.raises(ValueError, match="supported"):
         configured_series(make_settings(tmp_path, signal_pairs=["XXX/YYY"]).market)
+
+
+class RepositoryWithOutage(SignalRepository):
+    """The real repository, whose database is "down" (asyncpg's raw connection
+    refusal) for its first `down_for` stores."""
+
+    def __init__(self, sessions, down_for: int) -> None:
+        super().__init__(sessions)
+        self.down_for = down_for
+        self.refused = 0
+
+    async def store(self, signal):
+        if self.refused < self.down_for:
+            self.refused += 1
+            raise ConnectionRefusedError(111, "Connect call failed")
+        return await super().store(signal)
+
+
+async def test_a_database_outage_holds_signals_back_and_loses_none(
+    signal_db, hours, four_hours, days, monkeypatch
+) -> None:
+    monkeypatch.setattr(scheduler_module, "STORE_RETRY_MIN_SECONDS", 0.01)
+    monkeypatch.setattr(scheduler_module, "STORE_RETRY_MAX_SECONDS", 0.02)
+    feed = replay(hours, four_hours, days)
+    publisher = RecordingPublisher()
+    repository = RepositoryWithOutage(signal_db.sessions, down_for=5)
+    engine = SignalEngine(signal_db.settings.strategy, None)
+    scheduler = Scheduler(feed, engine, repository, publisher, [H1, H4])
+    await asyncio.wait_for(scheduler.run(), 10)
+    wanted = expected_candles(feed)
+    assert repository.refused == 5
+    assert await row_count(signal_db.sessions) == len(wanted) == scheduler.stored
+    assert sorted(s.id for s in publisher.published) == sorted({s.id for s in publisher.published})
+    assert len(publisher.published) == len(wanted)
+    assert scheduler.failures == 0
+
+
+class RepositoryWithBug(SignalRepository):
+    async def store(self, signal):
+        raise ValueError("a bug, not an outage")
+
+
+async def test_a_store_bug_is_not_retried(signal_db, hours) -> None:
+    feed = ReplayFeed({H1: hours.slice(0, 4100)}, [closed(hours, 4101)])
+    engine = SignalEngine(signal_db.settings.strategy, None)
+    publisher = RecordingPublisher()
+    scheduler = Scheduler(feed, engine, RepositoryWithBug(signal_db.sessions), publisher, [H1])
+    await asyncio.wait_for(scheduler.run(), 10)
+    assert scheduler.failures == 2 and scheduler.stored == 0 and not publisher.published
