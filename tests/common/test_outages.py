@@ -16,7 +16,7 @@ from common.db import create_engine
 from common.grpc_errors import to_status
 from common.outages import as_unavailable
 from tests.common.test_grpc_errors import details
-from tests.infra import free_port, make_settings
+from tests.infra import eventually, free_port, make_settings
 
 
 async def raised(coro) -> BaseException:
@@ -61,9 +61,12 @@ async def test_a_saturated_pool_is_busy(tmp_path, postgres_url) -> None:
     engine = create_engine(settings, postgres_url)  # 1 + 1 overflow connections
     try:
         holders = [asyncio.create_task(run(engine, "SELECT pg_sleep(1.5)")) for _ in range(2)]
-        async with asyncio.timeout(5):
-            while engine.pool.checkedout() < 2:  # type: ignore[attr-defined]
-                await asyncio.sleep(0.01)
+        await eventually(
+            lambda: engine.pool.checkedout() == 2,  # type: ignore[attr-defined]
+            "both pooled connections busy",
+            within=5,
+            interval=0.01,
+        )
         error = await raised(run(engine, "SELECT 1"))
         await asyncio.gather(*holders)
     finally:
