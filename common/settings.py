@@ -84,10 +84,12 @@ class StorageSettings(_Group):
     # PostgreSQL failing fast (README "Reliability and security"): a new connection
     # gives up after this long; a request waits this long for a free pooled connection
     # (slow queries holding them all) before it gets UNAVAILABLE; the server cancels a
-    # statement running longer. None of them applies to migrations.
+    # statement running longer. None of them applies to migrations. Envoy retries an
+    # UNAVAILABLE read up to 3 times within its 15 s route timeout, so a read stuck on
+    # a lock must time out in well under 15 / 4 s to reach the client as a 503.
     database_connect_timeout_seconds: float = 3.0
-    database_pool_timeout_seconds: float = 2.0
-    database_statement_timeout_seconds: float = 10.0
+    database_pool_timeout_seconds: float = 1.0
+    database_statement_timeout_seconds: float = 3.0
     # Empty means in-process caches, fan-out and rate limits.
     redis_url: str = ""
     redis_prefix: str = "aifx:"

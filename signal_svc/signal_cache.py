@@ -21,6 +21,11 @@ expiry).
 
 Losing Redis degrades (common.kv.RedisStore): entries fall back to the in-process store
 and GetSignal reads through to the database; nothing fails.
+
+Losing the database too (or every pooled connection busy, see common.outages): a read
+that must go through to it answers with the last signal this process knew for the
+series instead of failing ("stale if error"; the signal's candle time says how old it
+is). Only a series this process never saw gets UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import structlog
 from common.candles import TIMEFRAME_SECONDS
 from common.kv import KeyValueStore
 from common.market import Timeframe
+from common.outages import as_unavailable
 from common.settings import MarketSettings, StreamSettings
 from common.time import as_utc, utcnow
 from signal_svc.repository import SignalRepository
@@ -82,6 +88,9 @@ class SignalCache:
         self._clock = clock
         self._monotonic = monotonic
         self._memos: dict[str, _Memo] = {}
+        # The newest signal seen per series, kept past any expiry: the answer while the
+        # database is unavailable (one per configured series, so it stays small).
+        self._last_known: dict[str, Signal] = {}
 
     @classmethod
     def from_settings(
@@ -114,6 +123,7 @@ class SignalCache:
         write, which may take a network round trip."""
         key = cache_key(signal.pair, signal.timeframe)
         self._memoise(key, signal)
+        self._last_known[key] = signal
         await self._store.set(key, signal_to_json(signal), self.ttl_seconds(signal))
 
     async def latest(self, pair: str, timeframe: Timeframe) -> Signal | None:
@@ -123,13 +133,21 @@ class SignalCache:
         memo = self._memos.get(key)
         if memo is not None and memo.expires > self._monotonic():
             return memo.signal
-        signal = await self._read(key, pair, timeframe)
+        try:
+            signal = await self._read(key, pair, timeframe)
+        except Exception as exc:
+            stale = self._last_known.get(key)
+            if stale is None or as_unavailable(exc) is None:
+                raise
+            log.debug("database unavailable: the last known signal served", key=key)
+            return stale
         current = self._memos.get(key)
         if current is not None and current is not memo:
             # A `put` (or another read) while we were reading: at least as new as ours.
             return current.signal
         if signal is not None:
             self._memoise(key, signal)
+            self._last_known[key] = signal
         return signal
 
     def _memoise(self, key: str, signal: Signal) -> None:

@@ -24,13 +24,13 @@ import httpx
 import pytest
 
 from tests.envoy import http_client, unique_account
+from tests.faults.journey import SIGNAL_PATH
 from tests.faults.signal_stream import SignalSubscriber
 from tests.full_stack import FullStack
 from tests.infra import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-SIGNAL_PATH = "/api/v1/trading/signal/EURUSD"
 WITHIN = 30.0
 # After the new Envoy is ready, how long errors may go on: its first JWKS fetch (through
 # itself, retried every second) and the clients' reconnects. Generous: a busy machine.

@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from tests.envoy import http_client, unique_account
+from tests.faults.journey import SIGNAL_PATH
 from tests.faults.signal_stream import SignalSubscriber
-from tests.faults.test_envoy_restart import SIGNAL_PATH, LoadLoop
+from tests.faults.test_envoy_restart import LoadLoop
 from tests.full_stack import FullStack
 from tests.infra import eventually
 

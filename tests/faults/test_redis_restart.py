@@ -23,14 +23,22 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from tests.envoy import PASSWORD, http_client, unique_account
+from tests.envoy import PASSWORD, http_client
+from tests.faults.journey import (
+    POSITIONS_PATH,
+    SIGNAL_PATH,
+    bearer,
+    login,
+    logout,
+    register,
+    status,
+    stored_ids,
+)
 from tests.faults.redis_server import RedisServer, redis_server_binary
 from tests.faults.signal_stream import SignalSubscriber
 from tests.full_stack import FullStack
@@ -43,56 +51,8 @@ from tests.infra import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-SIGNAL_PATH = "/api/v1/trading/signal/EURUSD"
-POSITIONS_PATH = "/api/v1/positions"
 # Every answer during the outage may pay one failed Redis call (0.5 s) first.
 WITHIN = 30.0
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
-
-async def register(http: httpx.AsyncClient) -> dict[str, str]:
-    account = unique_account("redis")
-    response = await http.post("/api/v1/auth/register", json=account)
-    assert response.status_code == 200, response.text
-    return account
-
-
-async def login(http: httpx.AsyncClient, account: dict[str, str]) -> dict[str, str]:
-    response = await http.post(
-        "/api/v1/auth/login",
-        json={"identifier": account["username"], "password": account["password"]},
-    )
-    assert response.status_code == 200, response.text
-    return dict(response.json()["tokens"])
-
-
-async def logout(http: httpx.AsyncClient, tokens: dict[str, str]) -> None:
-    response = await http.post(
-        "/api/v1/auth/logout",
-        json={"refreshToken": tokens["refreshToken"]},
-        headers=bearer(tokens["accessToken"]),
-    )
-    assert response.status_code == 200, response.text
-
-
-async def status(http: httpx.AsyncClient, path: str, token: str, **params: Any) -> int:
-    response = await http.get(path, params=params, headers=bearer(token))
-    return response.status_code
-
-
-async def stored_ids(database_url: str, first: int, last: int) -> list[int]:
-    dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
-    connection = await asyncpg.connect(dsn, timeout=5)
-    try:
-        rows = await connection.fetch(
-            "SELECT id FROM signal_signals WHERE id BETWEEN $1 AND $2 ORDER BY id", first, last
-        )
-    finally:
-        await connection.close()
-    return [int(row["id"]) for row in rows]
 
 
 async def every_rpc_answers(http: httpx.AsyncClient, account: dict[str, str]) -> None:

@@ -273,3 +273,50 @@ async def test_the_memo_ttl_is_a_setting(signal_db, hours, tmp_path) -> None:
     await cache.put(stored)
     assert await cache.latest(*H1) == stored
     assert store.gets == 1
+
+
+class UnavailableRepository:
+    """The database gone: every read is refused as asyncpg refuses a connection."""
+
+    async def latest(self, pair, timeframe):
+        raise ConnectionRefusedError(111, "Connect call failed")
+
+
+class BrokenRepository:
+    async def latest(self, pair, timeframe):
+        raise ValueError("a bug")
+
+
+async def expired_entry(signal_db, hours, repository) -> tuple[SignalCache, Signal]:
+    """A cache over `repository` whose entry for a stored signal has expired, so the
+    next read of its series goes to the repository."""
+    older, _ = await two_signals(signal_db, hours)
+    now = datetime.now(UTC)
+    stored = await signal_db.repository.store(dataclasses.replace(older, created_at=now))
+    clock = SteppedClock()
+    cache = SignalCache(
+        MemoryStore(monotonic=clock),
+        repository,
+        replay_speed=6000,
+        clock=lambda: now,
+        monotonic=clock,
+    )
+    await cache.put(stored)
+    clock.advance(5)  # past the memo and the entry (0.6 s at 6,000x)
+    return cache, stored
+
+
+async def test_an_expired_signal_is_served_while_the_database_is_unavailable(
+    signal_db, hours
+) -> None:
+    """Stale if error: the last known signal answers; a series never seen still fails."""
+    cache, stored = await expired_entry(signal_db, hours, UnavailableRepository())
+    assert await cache.latest(*H1) == stored
+    with pytest.raises(ConnectionRefusedError):
+        await cache.latest("EUR/USD", Timeframe.H4)
+
+
+async def test_a_database_bug_is_not_hidden_by_a_stale_signal(signal_db, hours) -> None:
+    cache, _ = await expired_entry(signal_db, hours, BrokenRepository())
+    with pytest.raises(ValueError, match="a bug"):
+        await cache.latest(*H1)
