@@ -226,6 +226,38 @@ class ModelRoutes:
         return web.json_response(await self._cards.describe(timeframe))
 
 
+class ApiReference:
+    """The REST API's OpenAPI document (gen/openapi.json, written by `make gen` from the
+    contracts) at /api/openapi.json, and its explorer at /api/docs: the dashboard
+    build's docs.html (Swagger UI, bundled, under the dashboard's CSP)."""
+
+    def __init__(self, document: Path, dashboard: Path) -> None:
+        self._document = document
+        self._page = dashboard / "docs.html"
+
+    def add_to(self, app: web.Application) -> None:
+        app.router.add_get("/api/openapi.json", self.document)
+        app.router.add_get("/api/docs", self.page)
+
+    async def document(self, request: web.Request) -> web.StreamResponse:
+        headers = {"Cache-Control": "no-cache", **SECURITY_HEADERS}
+        return web.FileResponse(self._document, headers=headers)
+
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        if not self._page.is_file():
+            return web.Response(
+                status=503,
+                content_type="text/html",
+                text=(
+                    "<!doctype html><title>AIFX API</title><h1>The API explorer is not "
+                    "built</h1><p>Run <code>make setup</code>; the document itself is at "
+                    '<a href="/api/openapi.json">/api/openapi.json</a>.'
+                ),
+            )
+        headers = {"Cache-Control": "no-cache", **SECURITY_HEADERS}
+        return web.FileResponse(self._page, headers=headers)
+
+
 class DashboardFiles:
     """The built single-page app: hashed assets cached for good, `index.html` (never
     cached, so a new build is picked up) for every other path the app routes itself."""

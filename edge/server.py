@@ -29,13 +29,13 @@ from common.remote_jwks import RemoteJwks
 from common.revocation import RevocationList
 from common.server import SHUTDOWN_GRACE_SECONDS
 from common.service_credentials import load_service_token
-from common.settings import Settings, get_settings
+from common.settings import REPO_ROOT, Settings, get_settings
 from common.shutdown import stop_tasks
 from common.tracing import configure_tracing
 from edge.clients import AuthSessions, ModelCards, PositionEvents, PriceEvents, SignalEvents
 from edge.event_buffer import EventBuffer
 from edge.origins import AllowedOrigins
-from edge.routes import DashboardFiles, ModelRoutes, SessionRoutes, json_errors
+from edge.routes import ApiReference, DashboardFiles, ModelRoutes, SessionRoutes, json_errors
 from edge.sockets import SocketBridge
 
 log = structlog.get_logger(__name__)
@@ -103,6 +103,7 @@ def build(settings: Settings) -> Edge:
     app.router.add_get("/healthz", healthz)
     SessionRoutes(AuthSessions(auth_client)).add_to(app)
     ModelRoutes(ModelCards(inference_client), verify).add_to(app)
+    ApiReference(REPO_ROOT / "gen" / "openapi.json", settings.edge.dashboard_dir).add_to(app)
     DashboardFiles(settings.edge.dashboard_dir).add_to(app)  # last: it takes every path
 
     async def last_signal() -> str | None:
