@@ -377,6 +377,15 @@ class _Builder:
         operation["security"] = _operation_security(template, self.rules)
         return operation
 
+    def query_schema(self, field: descriptor_pb2.FieldDescriptorProto) -> dict[str, Any]:
+        """A query parameter's schema. An enum's zero value (`..._UNSPECIFIED`) is not
+        accepted over REST (leaving the parameter out says it: edge/rest_inputs.py)."""
+        if field.type != _T.TYPE_ENUM:
+            return self.schemas.field(field)
+        enum = self.contracts.enums[field.type_name]
+        single = {"type": "string", "enum": [v.name for v in enum.value if v.number != 0]}
+        return {"type": "array", "items": single} if field.label == _T.LABEL_REPEATED else single
+
     def field_by_name(self, type_name: str, name: str) -> descriptor_pb2.FieldDescriptorProto:
         message = self.contracts.messages[type_name].proto
         return next(f for f in message.field if f.name == name)
@@ -414,7 +423,7 @@ class _Builder:
             parameter: dict[str, Any] = {
                 "name": ".".join((*json_prefix, field.json_name)),
                 "in": "query",
-                "schema": self.schemas.field(field),
+                "schema": self.query_schema(field),
             }
             if field.label == _T.LABEL_REPEATED:
                 parameter["explode"] = True
