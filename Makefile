@@ -12,7 +12,7 @@ TRAIN_SITE = $(shell $(TRAIN_PY) -c 'import sysconfig; print(sysconfig.get_paths
 TRAIN_STAMP := $(TRAIN_VENV)/.installed
 ARGS ?=
 
-.PHONY: setup dashboard gen lint format test run bench lock clean help train train-setup audit
+.PHONY: setup dashboard gen lint format test run bench soak lock clean help train train-setup audit
 
 help:
 	@echo "make setup   create .venv, install pinned dependencies, generate code"
@@ -22,6 +22,8 @@ help:
 	@echo "make test    run the whole test-suite"
 	@echo "make lint    ruff, contract lint (buf), gen/ freshness, import contracts, mypy"
 	@echo "make bench   run the benchmarks under bench/"
+	@echo "make soak    the 30-minute soak (bench/soak.py): memory, p99, errors, nothing lost;"
+	@echo "             plot in docs/soak.png"
 	@echo "make audit   known-vulnerability audit: pip-audit (requirements.lock), npm audit"
 	@echo "make train-setup  create .train-venv (TensorFlow, tf2onnx) for training"
 	@echo "make train   train the LSTM into the next models/lstm/<version>/ (ARGS=... for"
@@ -96,6 +98,11 @@ bench:
 	$(PY) bench/socketio_fanout.py
 	$(PY) bench/dashboard_load.py
 	$(PY) bench/replica_scaling.py
+
+# A day of market time in 30 minutes of mixed load; matplotlib (bench-only) draws the plot.
+soak: $(PY)
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	$(PY) bench/soak.py --minutes 30 --plot docs/soak.png
 
 # `train-setup` always (re)installs; `train` installs only when the requirement files
 # changed since the last install. requirements.lock is installed without

@@ -102,3 +102,27 @@ async def test_a_restarted_edge_shows_the_feed_reconnecting_then_live(
     await expect(pill).to_have_attribute("data-state", "live", timeout=30_000)
     before = await card.get_attribute("data-signal-id")
     await expect(card).not_to_have_attribute("data-signal-id", before or "", timeout=30_000)
+
+
+@pytest.mark.disturbs_stack
+async def test_a_dead_model_server_marks_signals_technical_fallback_then_model_again(
+    page: Page, stack: FullStack
+) -> None:
+    """The model server SIGKILLed: the board's signal says it came from the technical
+    fallback (no error shown, the feed stays live); started again, model signals return
+    without a reload."""
+    await signed_up(page)
+    source = page.get_by_test_id("signal-source-EURUSD")
+    await expect(source).to_contain_text("Model", timeout=30_000)
+    stack.processes["model_server"].kill()
+    try:
+        await expect(source).to_contain_text("Technical fallback", timeout=30_000)
+        await expect(page.get_by_test_id("service-banner")).to_have_count(0)
+        await expect(page.get_by_test_id("connection-state")).to_have_attribute(
+            "data-state", "live"
+        )
+        await screenshot(page, "fallback")
+    finally:
+        stack.processes["model_server"].wait(15)
+        stack.start("model_server")
+    await expect(source).to_contain_text("Model", timeout=90_000)
