@@ -57,13 +57,20 @@ from report import table
 
 from aifx.signal.v1 import signal_pb2, signal_pb2_grpc
 from tests.discord_standin import TOKEN, DiscordStandin, running_standin_server
+from tests.envoy import PASSWORD
+from tests.notifier_e2e.harness import link_through_rest
 from tests.supervised_stack import SupervisedStack
 
-PASSWORD = "correct horse battery staple"
 OLD_SYSTEM_MB = 500.0
 GROWTH_TARGET_PERCENT = 5.0
 DRAIN_SECONDS = 90.0
 SIGNAL_FOOTER = re.compile(r"AIFX signal (\d+)")
+DM_PREFERENCES = {
+    "pairs": ["EUR/USD"],
+    "timeframes": ["1h"],
+    "minConfidence": 0,
+    "notifyDiscord": True,
+}
 READS = [
     ("GetSignal", "/api/v1/trading/signal/EURUSD", {"timeframe": "1h"}),
     ("GetMe", "/api/v1/auth/me", {}),
@@ -206,20 +213,8 @@ async def register(http: httpx.AsyncClient, name: str) -> tuple[str, str]:
 
 async def link_trader(http: httpx.AsyncClient, standin: DiscordStandin, number: int) -> str:
     """A trader linked through `/link` wanting every EUR/USD 1h signal by DM: their id."""
-    token, _ = await register(http, f"dm{number}")
-    headers = {"authorization": f"Bearer {token}"}
     discord_id = str(330_000_000_000_000_000 + number)
-    code = (await http.post("/api/v1/auth/discord/link-code", json={}, headers=headers)).json()
-    record = await standin.interact("link", {"code": code["code"]}, user_id=discord_id)
-    await record.wait_for_followups(1, timeout=30.0)
-    preferences = {
-        "pairs": ["EUR/USD"],
-        "timeframes": ["1h"],
-        "minConfidence": 0,
-        "notifyDiscord": True,
-    }
-    changed = await http.patch("/api/v1/auth/preferences", json=preferences, headers=headers)
-    changed.raise_for_status()
+    await link_through_rest(http, standin, discord_id, DM_PREFERENCES)
     return discord_id
 
 

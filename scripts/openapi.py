@@ -79,8 +79,12 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
     },
 }
 _METHOD_FIELDS = ("get", "put", "post", "delete", "patch")
-# Comment paths in SourceCodeInfo (descriptor.proto field numbers).
-_MESSAGE, _ENUM, _SERVICE, _FIELD, _NESTED, _METHOD, _ENUM_VALUE = 4, 5, 6, 2, 3, 2, 2
+# Comment paths in SourceCodeInfo are descriptor.proto field numbers: a file's messages,
+# enums and services; a message's fields, nested messages and nested enums; a service's
+# methods.
+_MESSAGE, _ENUM, _SERVICE = 4, 5, 6
+_FIELD, _NESTED_MESSAGE, _NESTED_ENUM = 2, 3, 4
+_METHOD = 2
 
 
 def _comments(file: descriptor_pb2.FileDescriptorProto) -> dict[tuple[int, ...], str]:
@@ -101,6 +105,14 @@ class _Message:
     proto: descriptor_pb2.DescriptorProto
     comment: str
     field_comments: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _Service:
+    proto: descriptor_pb2.ServiceDescriptorProto
+    full_name: str
+    comment: str
+    method_comments: list[str]
 
 
 class _Contracts:
@@ -134,9 +146,9 @@ class _Contracts:
         }
         self.messages[name] = _Message(message, comments.get(path, ""), field_comments)
         for index, nested in enumerate(message.nested_type):
-            self._add_message(name, nested, (*path, _NESTED, index), comments)
+            self._add_message(name, nested, (*path, _NESTED_MESSAGE, index), comments)
         for index, enum in enumerate(message.enum_type):
-            self._add_enum(name, enum, (*path, 4, index), comments)
+            self._add_enum(name, enum, (*path, _NESTED_ENUM, index), comments)
 
     def _add_enum(
         self,
@@ -149,20 +161,23 @@ class _Contracts:
         self.enums[name] = enum
         self.enum_comments[name] = comments.get(path, "")
 
-    def services(self) -> Iterator[tuple[descriptor_pb2.ServiceDescriptorProto, str, Any]]:
-        """(service, its full name, method comments by index) of the public packages'
-        services that have HTTP bindings."""
+    def services(self) -> Iterator[_Service]:
+        """The public packages' services that have HTTP bindings."""
         for file in self.files:
             if not file.package.startswith(PUBLIC_PACKAGES):
                 continue
             comments = _comments(file)
             for index, service in enumerate(file.service):
                 if any(m.options.HasExtension(annotations_pb2.http) for m in service.method):
-                    methods = {
-                        i: comments.get((_SERVICE, index, _METHOD, i), "")
-                        for i in range(len(service.method))
-                    }
-                    yield service, f"{file.package}.{service.name}", methods
+                    yield _Service(
+                        service,
+                        f"{file.package}.{service.name}",
+                        comments.get((_SERVICE, index), ""),
+                        [
+                            comments.get((_SERVICE, index, _METHOD, i), "")
+                            for i in range(len(service.method))
+                        ],
+                    )
 
 
 class _Schemas:
@@ -451,11 +466,11 @@ def build(descriptor_set: bytes, envoy_yaml: Path, version: str = "v1") -> dict[
     contracts = _Contracts(files)
     builder = _Builder(contracts, _security(envoy_yaml))
     tags = []
-    for service, full_name, comments in contracts.services():
-        tags.append({"name": service.name, "description": _service_comment(files, full_name)})
-        for index, method in enumerate(service.method):
+    for service in contracts.services():
+        tags.append({"name": service.proto.name, "description": service.comment})
+        for method, comment in zip(service.proto.method, service.method_comments, strict=True):
             if method.options.HasExtension(annotations_pb2.http):
-                builder.add_method(full_name, method, comments[index])
+                builder.add_method(service.full_name, method, comment)
     builder.schemas.ref(".google.rpc.Status")
     return {
         "openapi": "3.1.0",
@@ -487,16 +502,6 @@ def build(descriptor_set: bytes, envoy_yaml: Path, version: str = "v1") -> dict[
             },
         },
     }
-
-
-def _service_comment(files: descriptor_pb2.FileDescriptorSet, full_name: str) -> str:
-    for file in files.file:
-        for index, service in enumerate(file.service):
-            if f"{file.package}.{service.name}" == full_name:
-                for location in file.source_code_info.location:
-                    if list(location.path) == [_SERVICE, index]:
-                        return _clean(location.leading_comments)
-    return ""
 
 
 def render(document: dict[str, Any]) -> str:

@@ -12,6 +12,8 @@ import httpx
 from common.market import Timeframe
 from signal_svc.market.series import close_times, default_history
 from tests.envoy import unique_account
+from tests.faults.signal_stream import SignalSubscriber
+from tests.full_stack import FullStack
 
 SIGNAL_PATH = "/api/v1/trading/signal/EURUSD"
 SIGNALS_PATH = "/api/v1/trading/signals"
@@ -106,3 +108,24 @@ def assert_one_signal_per_candle(series: dict[tuple[str, str, int], list[int]]) 
         candles = history[(pair, Timeframe(timeframe))]
         expected = [int(t) for t in close_times(candles) if min(times) <= t <= max(times)]
         assert sorted(times) == expected, (pair, timeframe, lap)
+
+
+def assert_nothing_restarted(stack: FullStack, pids: dict[str, int]) -> None:
+    """Every process has the pid it had (`pids`) and is alive: the stack recovered by
+    itself."""
+    assert {name: process.pid for name, process in stack.processes.items()} == pids
+    alive = [p.poll() is None for name, p in stack.processes.items() if name != "ready"]
+    assert all(alive), stack.logs()
+
+
+async def assert_received_exactly_the_stored(
+    subscriber: SignalSubscriber, database_url: str
+) -> list[int]:
+    """Stop the subscriber; it never lost its connection and received exactly the
+    stored signals from its first to its last, in order, once each. Its ids."""
+    await subscriber.stop()
+    assert subscriber.breaks == [], subscriber.breaks
+    ids = subscriber.ids
+    assert ids == sorted(set(ids)), "a signal twice or out of order"
+    assert ids == await stored_ids(database_url, ids[0], ids[-1])
+    return ids

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import httpx
 import pytest
 
 from tests.envoy import http_client
+from tests.faults.conftest import running_stack
 from tests.faults.journey import (
     SIGNAL_PATH,
     SIGNALS_PATH,
@@ -37,14 +37,7 @@ from tests.faults.journey import (
     stored_signal_series,
 )
 from tests.full_stack import FullStack
-from tests.infra import (
-    REDIS_URL,
-    check_redis,
-    create_postgres_database,
-    delete_redis_prefix,
-    drop_postgres_database,
-    eventually,
-)
+from tests.infra import REDIS_URL, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -53,36 +46,19 @@ SLOW_READS = 12
 
 
 @pytest.fixture
-async def database_url() -> AsyncIterator[str]:
-    name, url = await create_postgres_database()
-    try:
-        yield url
-    finally:
-        await drop_postgres_database(name)
-
-
-@pytest.fixture
-async def stack(tmp_path: Path, database_url: str) -> AsyncIterator[FullStack]:
-    await check_redis()
-    prefix = f"faults-pool-{uuid.uuid4().hex[:8]}:"
-    full = FullStack(
+async def stack(
+    tmp_path: Path, postgres_database: str, redis_prefix: str
+) -> AsyncIterator[FullStack]:
+    async with running_stack(
         tmp_path / "stack",
         redis_url=REDIS_URL,
-        redis_prefix=prefix,
-        database_url=database_url,
+        redis_prefix=redis_prefix,
+        database_url=postgres_database,
         database_pool_size=2,
         database_pool_timeout_seconds=0.5,
         database_statement_timeout_seconds=2,
-        replay_speed=36_000,
-        bcrypt_rounds=4,
-        login_failure_limit_per_address="1000/minute",
-    )
-    await asyncio.to_thread(full.__enter__)
-    try:
+    ) as full:
         yield full
-    finally:
-        await asyncio.to_thread(full.__exit__, None, None, None)
-        await delete_redis_prefix(prefix)
 
 
 async def timed(call: Awaitable[httpx.Response]) -> tuple[httpx.Response, float]:
@@ -92,8 +68,9 @@ async def timed(call: Awaitable[httpx.Response]) -> tuple[httpx.Response, float]
 
 
 async def test_cached_reads_answer_and_the_rest_fail_fast_when_the_pool_is_exhausted(
-    stack: FullStack, database_url: str
+    stack: FullStack, postgres_database: str
 ) -> None:
+    database_url = postgres_database
     async with http_client(stack.url) as http:
         user = await register(http, "pool")
         token = (await login(http, user))["accessToken"]

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -29,24 +28,26 @@ import httpx
 import pytest
 
 from tests.envoy import http_client
+from tests.faults.conftest import running_stack
 from tests.faults.journey import (
     POSITIONS_PATH,
     SIGNAL_PATH,
     SIGNALS_PATH,
     assert_fast_503,
+    assert_nothing_restarted,
     assert_one_signal_per_candle,
+    assert_received_exactly_the_stored,
     bearer,
     login,
     query,
     register,
     status,
-    stored_ids,
     stored_signal_series,
 )
 from tests.faults.postgres_server import PostgresCluster, postgres_bindir
 from tests.faults.signal_stream import SignalSubscriber
 from tests.full_stack import FullStack
-from tests.infra import REDIS_URL, check_redis, delete_redis_prefix, eventually, unreachable
+from tests.infra import REDIS_URL, eventually, unreachable
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -68,24 +69,16 @@ async def cluster() -> AsyncIterator[PostgresCluster]:
 
 
 @pytest.fixture
-async def stack(tmp_path: Path, cluster: PostgresCluster) -> AsyncIterator[FullStack]:
-    await check_redis()
-    prefix = f"faults-pg-{uuid.uuid4().hex[:8]}:"
-    full = FullStack(
+async def stack(
+    tmp_path: Path, cluster: PostgresCluster, redis_prefix: str
+) -> AsyncIterator[FullStack]:
+    async with running_stack(
         tmp_path / "stack",
         redis_url=REDIS_URL,
-        redis_prefix=prefix,
+        redis_prefix=redis_prefix,
         database_url=cluster.url(),
-        replay_speed=36_000,
-        bcrypt_rounds=4,
-        login_failure_limit_per_address="1000/minute",
-    )
-    await asyncio.to_thread(full.__enter__)
-    try:
+    ) as full:
         yield full
-    finally:
-        await asyncio.to_thread(full.__exit__, None, None, None)
-        await delete_redis_prefix(prefix)
 
 
 async def test_stack_survives_postgres_restart(stack: FullStack, cluster: PostgresCluster) -> None:
@@ -172,17 +165,10 @@ async def test_stack_survives_postgres_restart(stack: FullStack, cluster: Postgr
             "signals on the SSE stream after PostgreSQL returned",
             within=WITHIN,
         )
-        assert {n: p.pid for n, p in stack.processes.items()} == pids
-        assert all(p.poll() is None for n, p in stack.processes.items() if n != "ready"), (
-            stack.logs()
-        )
+        assert_nothing_restarted(stack, pids)
 
         # Nothing lost, nothing twice.
-        await subscriber.stop()
-        assert subscriber.breaks == [], subscriber.breaks
-        ids = subscriber.ids
-        assert ids == sorted(set(ids)), "a signal twice or out of order"
-        assert ids == await stored_ids(cluster.url(), ids[0], ids[-1])
+        ids = await assert_received_exactly_the_stored(subscriber, cluster.url())
         series = await stored_signal_series(cluster.url())
         assert_one_signal_per_candle(series)
         events = await query(

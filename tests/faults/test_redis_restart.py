@@ -29,25 +29,22 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.envoy import PASSWORD, http_client
+from tests.faults.conftest import running_stack
 from tests.faults.journey import (
     POSITIONS_PATH,
     SIGNAL_PATH,
+    assert_nothing_restarted,
+    assert_received_exactly_the_stored,
     bearer,
     login,
     logout,
     register,
     status,
-    stored_ids,
 )
 from tests.faults.redis_server import RedisServer, redis_server_binary
 from tests.faults.signal_stream import SignalSubscriber
 from tests.full_stack import FullStack
-from tests.infra import (
-    create_postgres_database,
-    drop_postgres_database,
-    eventually,
-    unreachable,
-)
+from tests.infra import eventually, unreachable
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -101,36 +98,20 @@ async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
 
 
 @pytest.fixture
-async def database_url() -> AsyncIterator[str]:
-    name, url = await create_postgres_database()
-    try:
-        yield url
-    finally:
-        await drop_postgres_database(name)
-
-
-@pytest.fixture
 async def stack(
-    tmp_path: Path, redis_server: RedisServer, database_url: str
+    tmp_path: Path, redis_server: RedisServer, postgres_database: str
 ) -> AsyncIterator[FullStack]:
-    full = FullStack(
+    async with running_stack(
         tmp_path / "stack",
         redis_url=redis_server.url,
         redis_prefix=f"faults-{uuid.uuid4().hex[:8]}:",
-        database_url=database_url,
-        replay_speed=36_000,
-        bcrypt_rounds=4,
-        login_failure_limit_per_address="1000/minute",
-    )
-    await asyncio.to_thread(full.__enter__)
-    try:
+        database_url=postgres_database,
+    ) as full:
         yield full
-    finally:
-        await asyncio.to_thread(full.__exit__, None, None, None)
 
 
 async def test_stack_survives_redis_restart(
-    stack: FullStack, redis_server: RedisServer, database_url: str
+    stack: FullStack, redis_server: RedisServer, postgres_database: str
 ) -> None:
     async with http_client(stack.url) as http:
         user = await register(http)
@@ -232,17 +213,10 @@ async def test_stack_survives_redis_restart(
             "signals on the SSE stream after Redis returned",
             within=WITHIN,
         )
-        assert {n: p.pid for n, p in stack.processes.items()} == pids
-        assert all(p.poll() is None for n, p in stack.processes.items() if n != "ready"), (
-            stack.logs()
-        )
+        assert_nothing_restarted(stack, pids)
 
         # Nothing lost, nothing twice: exactly the stored signals, first to last.
-        await subscriber.stop()
-        assert subscriber.breaks == [], subscriber.breaks
-        ids = subscriber.ids
-        assert ids == sorted(set(ids)), "a signal twice or out of order"
-        assert ids == await stored_ids(database_url, ids[0], ids[-1])
+        ids = await assert_received_exactly_the_stored(subscriber, postgres_database)
         print(
             f"signals received {len(ids)} ({seen_at_return - seen_at_outage} during the "
             f"outage); signal_svc read revocations from Redis again "

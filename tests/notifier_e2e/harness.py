@@ -1,6 +1,7 @@
-"""What the notifier's end-to-end tests and its fan-out benchmark share: linking many
-traders through auth_svc's real link-code flow, and `python -m notifier` as a process of
-its own, pointed at the Discord stand-in, at auth_svc and at the stream stand-in.
+"""What the notifier's end-to-end tests and its benchmarks share: linking many traders
+through auth_svc's real link-code flow (or one through REST and `/link`, as a trader
+does), and `python -m notifier` as a process of its own, pointed at the Discord
+stand-in, at auth_svc and at the stream stand-in.
 
 The notifier gets a clean environment (no AIFX_* variable of the caller's shell) and a
 working directory without a `.env`, so it runs on exactly the settings given here.
@@ -13,13 +14,18 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from aifx.auth.v1 import auth_pb2
 from common.settings import REPO_ROOT
 from tests.auth.test_discord_links import credential, internal, linked_trader
-from tests.discord_standin import TOKEN
+from tests.discord_standin import TOKEN, DiscordStandin
+from tests.envoy import PASSWORD
 from tests.infra import AuthStack, free_port, stop_process
 
 # Traders linked at once: enough to overlap bcrypt and the RPCs, not so many that the
@@ -37,6 +43,30 @@ async def link_traders(stack: AuthStack, count: int, **preferences: object) -> l
             return (await linked_trader(stack, **preferences))[1]
 
     return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+async def link_through_rest(
+    http: httpx.AsyncClient,
+    standin: DiscordStandin,
+    discord_id: str,
+    preferences: Mapping[str, Any],
+) -> str:
+    """A trader as a trader becomes one, through Envoy (`http`) and Discord: sign up, ask
+    for a link code, send `/link CODE` from `discord_id`, set `preferences` (REST JSON
+    names). Their access token."""
+    tag = f"linked-{uuid.uuid4().hex[:10]}"
+    body = {"email": f"{tag}@example.com", "username": tag, "password": PASSWORD}
+    registered = await http.post("/api/v1/auth/register", json=body)
+    registered.raise_for_status()
+    token = str(registered.json()["tokens"]["accessToken"])
+    headers = {"authorization": f"Bearer {token}"}
+    code = await http.post("/api/v1/auth/discord/link-code", json={}, headers=headers)
+    code.raise_for_status()
+    record = await standin.interact("link", {"code": code.json()["code"]}, user_id=discord_id)
+    await record.wait_for_followups(1, timeout=30.0)
+    changed = await http.patch("/api/v1/auth/preferences", json=dict(preferences), headers=headers)
+    changed.raise_for_status()
+    return token
 
 
 async def signal_recipients(
