@@ -519,8 +519,10 @@ def plot(outcome: Outcome, path: Path) -> None:
     memory.legend(fontsize=8, ncol=3)
     latency.plot(minutes, [s.p99_ms for s in outcome.samples], label="REST p99 (ms)")
     errors = latency.twinx()
-    errors.bar(minutes, [s.errors for s in outcome.samples], width=0.1, color="red")
-    errors.set_ylabel("errors per interval", color="red")
+    counts = [s.errors for s in outcome.samples]
+    errors.bar(minutes, counts, width=0.1, color="red")
+    errors.set_ylim(0, max(1, *counts))
+    errors.set_ylabel("REST errors per interval", color="red")
     latency.set_ylabel("p99 (ms)")
     latency.set_xlabel("minutes")
     figure.tight_layout()
