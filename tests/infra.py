@@ -13,6 +13,7 @@ import contextlib
 import inspect
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -87,10 +88,33 @@ def unreachable(what: str, error: BaseException) -> None:
     pytest.skip(message)
 
 
-def free_port() -> int:
+# free_port's ports: below Linux's ephemeral range (32768-60999), so that no outgoing
+# connection takes one between choosing it and binding it (that happened: a stack's
+# metrics port, picked by binding port 0, was taken before the service bound it), and
+# apart from tests/supervised_stack.py's replica port blocks (20,000-31,000).
+FREE_PORT_RANGE = (10_000, 20_000)
+_handed_out: set[int] = set()
+
+
+def bindable(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:`port` now."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A port nothing listens on now, never handed out before by this process (so the
+    ports of one stack, chosen together and bound later, are all different)."""
+    for _ in range(1000):
+        port = random.randrange(*FREE_PORT_RANGE)
+        if port not in _handed_out and bindable(port):
+            _handed_out.add(port)
+            return port
+    raise RuntimeError(f"no free port in {FREE_PORT_RANGE}")
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:

@@ -17,7 +17,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +27,13 @@ from types import TracebackType
 from common.replicas import PORT_STEP
 from common.settings import REPO_ROOT
 from tests.full_stack import PORTS, migrate, wait_for_banner
-from tests.infra import REDIS_URL, create_postgres_database, drop_postgres_database, run_sync
+from tests.infra import (
+    REDIS_URL,
+    bindable,
+    create_postgres_database,
+    drop_postgres_database,
+    run_sync,
+)
 
 STOP_TIMEOUT_SECONDS = 60.0
 # Below Linux's ephemeral range (32768-60999), so that no outgoing connection takes a
@@ -37,20 +42,11 @@ PORT_RANGE = (20_000, 31_000)
 NOTIFIER_PORTS = ("notifier_port", "notifier_metrics_port")
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port_block(count: int, step: int = PORT_STEP) -> int:
     """A port p with p, p + step, … p + (count-1)·step all free now."""
     for _ in range(1000):
         base = random.randrange(*PORT_RANGE)
-        if all(_bindable(base + n * step) for n in range(count)):
+        if all(bindable(base + n * step) for n in range(count)):
             return base
     raise RuntimeError(f"no block of {count} free ports {step} apart")
 

@@ -58,8 +58,14 @@ async def access_token(http: aiohttp.ClientSession, url: str) -> str:
     return str(answer["tokens"]["accessToken"])
 
 
-async def stored_ids(http: aiohttp.ClientSession, url: str, token: str) -> list[str]:
-    """Every stored signal's id, oldest first (GET /api/v1/trading/signals)."""
+async def stored_ids(
+    http: aiohttp.ClientSession, url: str, token: str, *, may_be_refused: bool = False
+) -> list[str] | None:
+    """Every stored signal's id, oldest first (GET /api/v1/trading/signals). With
+    `may_be_refused`, None when a page was not answered 200: the progress polls right
+    after the kill may meet the known gap (README, Replicas: a read at the instant of a
+    replica's SIGKILL answered 503 instead of retried), which is not what this test is
+    about; reads during a kill are test_make_run.py's."""
     found: list[dict[str, str]] = []
     page = ""
     while True:
@@ -70,6 +76,8 @@ async def stored_ids(http: aiohttp.ClientSession, url: str, token: str) -> list[
             headers={"Authorization": f"Bearer {token}"},
         ) as response:
             answer = await response.json(content_type=None)
+            if may_be_refused and response.status != 200:
+                return None
             assert response.status == 200, answer
         found += answer.get("signals", [])
         page = answer.get("nextPageToken", "")
@@ -201,13 +209,13 @@ async def test_clients_resume_on_a_survivor_with_no_gap_and_no_duplicate(
                 # them, but the test must not depend on how evenly.
                 signal_victim = await busiest(http, stack, "signal", "aifx_signal_subscribers")
                 edge_victim = await busiest(http, stack, "edge", "aifx_edge_sockets_connected")
-                before = len(await stored_ids(http, stack.url, token))
+                before = len(await stored_ids(http, stack.url, token) or [])
                 stack.kill(signal_victim)
                 stack.kill(edge_victim)
 
                 async def everyone_past_the_kill() -> bool:
-                    stored = await stored_ids(http, stack.url, token)
-                    if len(stored) < before + SIGNALS_AFTER_KILL:
+                    stored = await stored_ids(http, stack.url, token, may_be_refused=True)
+                    if stored is None or len(stored) < before + SIGNALS_AFTER_KILL:
                         return False
                     wanted = stored[before + SIGNALS_AFTER_KILL - 1]
                     report = await sockets.report()
@@ -231,6 +239,7 @@ async def test_clients_resume_on_a_survivor_with_no_gap_and_no_duplicate(
             for channel in channels:
                 await channel.close()
         stored = await stored_ids(http, stack.url, token)
+        assert stored is not None
 
     for n, subscriber in enumerate(subscribers):
         assert_whole(f"gRPC subscriber {n}", subscriber.ids, stored)
