@@ -3,8 +3,6 @@ errors from asyncpg through SQLAlchemy against the local PostgreSQL and a closed
 
 from __future__ import annotations
 
-import asyncio
-
 import grpc
 import pytest
 from google.rpc import error_details_pb2
@@ -16,7 +14,7 @@ from common.db import create_engine
 from common.grpc_errors import to_status
 from common.outages import as_unavailable
 from tests.common.test_grpc_errors import details
-from tests.infra import eventually, free_port, make_settings
+from tests.infra import free_port, make_settings
 
 
 async def raised(coro) -> BaseException:
@@ -46,29 +44,36 @@ async def test_a_refused_connection_is_an_outage(tmp_path) -> None:
 
 
 async def test_a_statement_timeout_is_an_outage(tmp_path, postgres_url) -> None:
+    """A statement waiting on a lock the test holds is cancelled at the timeout."""
     settings = make_settings(tmp_path, database_statement_timeout_seconds=0.2)
     engine = create_engine(settings, postgres_url)
+    holder = create_async_engine(postgres_url)
     try:
-        error = await raised(run(engine, "SELECT pg_sleep(5)"))
+        async with holder.begin() as locked:
+            await locked.execute(text("CREATE TABLE outage_lock (id int)"))
+        async with holder.connect() as locked:
+            await locked.execute(text("LOCK TABLE outage_lock IN ACCESS EXCLUSIVE MODE"))
+            error = await raised(run(engine, "SELECT * FROM outage_lock"))
+            await locked.rollback()
+        async with holder.begin() as cleanup:
+            await cleanup.execute(text("DROP TABLE outage_lock"))
     finally:
         await engine.dispose()
+        await holder.dispose()
     unavailable = as_unavailable(error)
     assert unavailable is not None and unavailable.reason == "DATABASE_UNAVAILABLE"
 
 
 async def test_a_saturated_pool_is_busy(tmp_path, postgres_url) -> None:
+    """Every pooled connection checked out (1 + 1 overflow): the next request waits the
+    pool timeout, then is refused."""
     settings = make_settings(tmp_path, database_pool_size=1, database_pool_timeout_seconds=0.2)
-    engine = create_engine(settings, postgres_url)  # 1 + 1 overflow connections
+    engine = create_engine(settings, postgres_url)
     try:
-        holders = [asyncio.create_task(run(engine, "SELECT pg_sleep(1.5)")) for _ in range(2)]
-        await eventually(
-            lambda: engine.pool.checkedout() == 2,  # type: ignore[attr-defined]
-            "both pooled connections busy",
-            within=5,
-            interval=0.01,
-        )
-        error = await raised(run(engine, "SELECT 1"))
-        await asyncio.gather(*holders)
+        async with engine.connect() as first, engine.connect() as second:
+            await first.execute(text("SELECT 1"))
+            await second.execute(text("SELECT 1"))
+            error = await raised(run(engine, "SELECT 1"))
     finally:
         await engine.dispose()
     unavailable = as_unavailable(error)
