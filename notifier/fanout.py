@@ -145,6 +145,8 @@ class Sender:
                         # Owed while the refusal was being recorded: never a second 403.
                         await self._ledger.give_up_on(delivery.discord_user_id, "DMs closed")
                         break
+                    if not await self._ledger.renew(delivery.id):
+                        break  # another replica took this user's claims when ours lapsed
                     outcome = await self._messages.send(delivery)
                     if isinstance(outcome, Sent):
                         await self._ledger.mark_sent(delivery.id)

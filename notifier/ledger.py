@@ -21,6 +21,12 @@ Several notifiers share one ledger (`AIFX_REPLICAS`), and each delivery is sent 
   PostgreSQL; SQLite has one writer anyway), and never of a user another replica is
   sending to, so a user's DMs still go out in order. A replica that dies leaves its
   claims to lapse after the lease; the nonce covers a DM it sent but did not mark.
+  A replica's id is its Discord shard, so when it is restarted it takes its claims
+  back at once.
+- A pass may take longer than the lease (Discord's rate limits pace it), so each DM's
+  claim is renewed just before it is sent: one whose claim lapsed and was taken by
+  another replica is left to that replica, and only the DMs actually in flight when a
+  replica dies are ever sent twice (with their nonces).
 
 Writes take turns on SQLite (common.db.write_transaction): the sender marks several
 deliveries at once, and SQLite's own busy wait would stall each for up to 100 ms.
@@ -107,12 +113,18 @@ CLAIM_LOCK_KEY = 0x4149_4658_434C_414D
 
 class Ledger:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], *, lease: timedelta = CLAIM_LEASE
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        lease: timedelta = CLAIM_LEASE,
+        owner: str | None = None,
     ) -> None:
         self._sessions = sessions
         self._lease = lease
-        # This replica, in the claims it takes.
-        self.owner = str(uuid.uuid4())
+        # This replica, in the claims it takes (at most 36 characters). Stable across
+        # restarts (the server passes its Discord shard) so a restarted replica takes
+        # back what it held at once instead of after the lease.
+        self.owner = owner or str(uuid.uuid4())
 
     async def cursor(self, stream: str) -> str | None:
         """Where `stream` was left (None: never read)."""
@@ -191,7 +203,13 @@ class Ledger:
             select(DeliveryRow.id)
             .where(
                 DeliveryRow.status == PENDING,
-                or_(DeliveryRow.claimed_until.is_(None), DeliveryRow.claimed_until <= now),
+                or_(
+                    DeliveryRow.claimed_until.is_(None),
+                    DeliveryRow.claimed_until <= now,
+                    # Left by this replica's previous life (a replica runs one pass at
+                    # a time, and each pass gives back what it did not send).
+                    DeliveryRow.claimed_by == self.owner,
+                ),
                 DeliveryRow.discord_user_id.not_in(held_by_others),
             )
             .order_by(DeliveryRow.id)
@@ -208,6 +226,22 @@ class Ledger:
             )
             claimed = [_delivery(row) for row in result.scalars()]
         return sorted(claimed, key=lambda delivery: delivery.id)
+
+    async def renew(self, delivery_id: int) -> bool:
+        """Extend this replica's claim on a delivery it is about to send; False when the
+        claim is no longer this replica's (it lapsed and another replica took it) or the
+        delivery is no longer pending, so the caller must not send it."""
+        async with write_transaction(self._sessions) as session:
+            result = await session.execute(
+                update(DeliveryRow)
+                .where(
+                    DeliveryRow.id == delivery_id,
+                    DeliveryRow.claimed_by == self.owner,
+                    DeliveryRow.status == PENDING,
+                )
+                .values(claimed_until=utcnow() + self._lease)
+            )
+        return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
     async def release(self) -> int:
         """Give back this replica's claims on what it did not send (a pass that stopped

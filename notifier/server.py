@@ -65,7 +65,8 @@ def build(settings: Settings) -> ServiceSpec:
     database = create_engine(settings)
     sessions = session_factory(database)
     lease = timedelta(seconds=settings.discord.notifier_claim_seconds)
-    ledger, channels = Ledger(sessions, lease=lease), Channels(sessions)
+    shard = f"shard-{settings.discord.discord_shard_id}-of-{settings.discord.discord_shard_count}"
+    ledger, channels = Ledger(sessions, lease=lease, owner=shard), Channels(sessions)
     accounts = AuthClient(auth, auth_as_user)
     health = HealthClient(
         {"auth": auth, "signal": signal, "position": position, "inference": inference}

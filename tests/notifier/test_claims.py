@@ -103,6 +103,19 @@ async def test_a_dead_replicas_claims_lapse_to_a_survivor(engines):
     assert sorted(d.id for d in retaken) == sorted(d.id for d in claimed)
 
 
+async def test_a_restarted_replica_takes_its_own_claims_back_at_once(engines):
+    before = Ledger(session_factory(engines[0]), owner="shard-0-of-2")
+    await SignalFanout(before, Recipients(PEOPLE[:3])).owe(signal())
+    claimed = await before.claim(100)  # then killed, its 60 s lease running
+    other = Ledger(session_factory(engines[1]), owner="shard-1-of-2")
+    assert await other.claim(100) == []
+    again = Ledger(session_factory(engines[2]), owner="shard-0-of-2")
+    retaken = await again.claim(100)
+    assert sorted(d.id for d in retaken) == sorted(d.id for d in claimed)
+    for delivery in retaken:
+        await again.mark_sent(delivery.id)
+
+
 async def test_a_pass_that_stops_early_gives_its_claims_back(engines):
     first, second = (Ledger(session_factory(e)) for e in engines[:2])
     await SignalFanout(first, Recipients(PEOPLE[:4])).owe(signal())
@@ -125,3 +138,37 @@ async def test_a_replica_does_not_take_a_user_another_is_sending_to(engines):
     await first.mark_sent(held.id)
     [newer] = await second.claim(100)
     assert newer.id > held.id
+
+
+class GatedDiscord(FakeDiscord):
+    """Holds every send until the test opens the gate: a pass slower than its lease."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def send(self, delivery: Delivery) -> Outcome:
+        self.requests.append((delivery.discord_user_id, "asked"))
+        await self.gate.wait()
+        self.requests.pop()
+        return await super().send(delivery)
+
+
+async def test_a_pass_slower_than_its_lease_leaves_what_another_replica_took(engines):
+    short = timedelta(milliseconds=300)
+    slow, survivor = (Ledger(session_factory(e), lease=short) for e in engines[:2])
+    for _ in range(3):
+        await SignalFanout(slow, Recipients(PEOPLE[:1])).owe(signal())
+    stuck = GatedDiscord()
+    slow_pass = asyncio.create_task(Sender(slow, stuck, Closed()).send_pending())
+    await eventually(lambda: stuck.requests, "the slow pass's first DM in flight")
+    # Its claims lapse while that DM hangs; the survivor takes and sends all three (the
+    # one in flight again, under its nonce)...
+    discord = FakeDiscord()
+    sender = Sender(survivor, discord, Closed())
+    assert await eventually(sender.send_pending, "the lapsed claims sent by the survivor") == 3
+    stuck.gate.set()
+    # ...and the slow pass, once its DM returns, sends nothing the survivor took.
+    assert await slow_pass == 1
+    assert len(stuck.requests) == 1
+    assert await slow.pending() == []

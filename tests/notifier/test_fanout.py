@@ -6,6 +6,7 @@ struggling Discord delaying, never dropping."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import uuid
 from collections import Counter
@@ -172,23 +173,29 @@ async def test_a_struggling_discord_delays_and_never_drops(ledger):
 
 
 class InFlight(FakeDiscord):
-    """FakeDiscord taking a few loop turns per DM, noting how many are in flight at once
-    overall and whether one user ever had two."""
+    """FakeDiscord whose DMs all wait until `expected` are in flight at once (or a
+    second has passed: then the test fails on `most`), noting the most in flight overall
+    and whether one user ever had two."""
 
-    def __init__(self) -> None:
+    def __init__(self, expected: int) -> None:
         super().__init__()
         self.now: Counter[str] = Counter()
         self.most = 0
         self.one_user_twice = False
+        self._expected = expected
+        self._reached = asyncio.Event()
 
     async def send(self, delivery: Delivery) -> Outcome:
         user = delivery.discord_user_id
         self.now[user] += 1
         self.one_user_twice |= self.now[user] > 1
         self.most = max(self.most, sum(self.now.values()))
+        if self.most >= self._expected:
+            self._reached.set()
         try:
-            for _ in range(3):
-                await asyncio.sleep(0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reached.wait(), 1.0)
+            await asyncio.sleep(0)
             return await super().send(delivery)
         finally:
             self.now[user] -= 1
@@ -202,7 +209,7 @@ async def test_several_users_are_sent_to_at_once_each_in_order(ledger):
     first, second = signal(), signal()
     await fanout.owe(first)
     await fanout.owe(second)
-    discord = InFlight()
+    discord = InFlight(expected=4)
     assert await Sender(ledger, discord, Closed(), concurrency=4).send_pending() == 12
     assert discord.most == 4 and not discord.one_user_twice
     for _, discord_id in MANY:
@@ -218,7 +225,7 @@ def _nonce(signal_view: SignalView, discord_id: str) -> str:
 async def test_a_transient_failure_lets_the_dms_in_flight_finish_and_starts_no_more(ledger):
     fanout = SignalFanout(ledger, Recipients(MANY))
     await fanout.owe(signal())
-    discord = InFlight()
+    discord = InFlight(expected=4)
     discord.failing_for.add(MANY[1][1])
     assert await Sender(ledger, discord, Closed(), concurrency=2).send_pending() == 1
     assert [user for user, _ in discord.requests] == [MANY[0][1], MANY[1][1]]
