@@ -16,7 +16,7 @@ from common.access_tokens import AccessTokenVerifier
 from common.db import create_engine, session_factory
 from common.kv import create_store
 from common.revocation import RevocationList
-from common.server import ServiceSpec, run_service
+from common.server import HostedService, ServiceSpec, run_service
 from common.service_credentials import load_service_token
 from common.settings import Settings
 
@@ -81,8 +81,13 @@ def build(settings: Settings) -> ServiceSpec:
     )
 
 
+SERVICE = HostedService(
+    "auth_svc", build, lambda s: (s.network.auth_port, s.network.auth_metrics_port)
+)
+
+
 def main() -> None:
-    run_service("auth_svc", build, lambda s: (s.network.auth_port, s.network.auth_metrics_port))
+    run_service(SERVICE)
 
 
 if __name__ == "__main__":

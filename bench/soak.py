@@ -316,6 +316,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> Outcome:
             discord_token=TOKEN,
             discord_api_base=standin.api_base,
             registration_limit_per_address="100000/hour",
+            compact=args.compact,
         )
         print(f"starting the stack in {workdir} ...", flush=True)
         await asyncio.to_thread(stack.__enter__)
@@ -541,6 +542,9 @@ def main(argv: list[str] | None = None) -> Outcome:
     parser.add_argument("--position-seconds", type=float, default=3.0)
     parser.add_argument("--sample-seconds", type=float, default=15.0)
     parser.add_argument("--warmup-fraction", type=float, default=0.2)
+    parser.add_argument(
+        "--compact", action="store_true", help="AIFX_COMPACT: the core services in one process"
+    )
     parser.add_argument("--plot", type=Path, help="write the plot here (PNG)")
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args(argv)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.replicas import shifted
-from common.settings import Settings
+from common.settings import COMPACT_CORE, Settings
 
 
 @dataclass(frozen=True)
@@ -68,9 +68,11 @@ def _port(settings: Settings, scraped: Scraped) -> int:
 
 
 def _runs(settings: Settings, scraped: Scraped) -> bool:
+    """Whether its metrics port is served: the notifier only with a Discord token, and
+    with AIFX_COMPACT the core's metrics only on its first component's port."""
     if scraped.job == "notifier":
         return bool(settings.discord.discord_token.get_secret_value())
-    return True
+    return not (settings.general.compact and scraped.job in COMPACT_CORE[1:])
 
 
 def target_groups(settings: Settings, replicas: int = 1) -> dict[str, list[dict[str, object]]]:

@@ -96,6 +96,8 @@ def missing_requirements(settings: Settings) -> list[str]:
     if settings.general.replicas == 1:
         return []
     missing = []
+    if settings.general.compact:
+        missing.append("AIFX_COMPACT off: the compact core is one process, never replicated")
     if not settings.storage.redis_url:
         missing.append(
             "AIFX_REDIS_URL: replicas share signals, prices, revocations and login limits "

@@ -143,13 +143,31 @@ async def start_server(spec: ServiceSpec, host: str, port: int) -> RunningServer
     return RunningServer(server, bound, spec, health_servicer)
 
 
+@dataclass(frozen=True)
+class HostedService:
+    """A gRPC service as a process runs it: its name (logs, traces), how to build it from
+    the settings, and its (gRPC port, metrics port)."""
+
+    name: str
+    build: Callable[[Settings], ServiceSpec]
+    ports: Callable[[Settings], tuple[int, int]]
+
+
 async def serve_forever(spec: ServiceSpec, host: str, port: int, metrics_port: int) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully. What `server.py` of each
-    service calls from its main()."""
+    """Run one service until SIGTERM or SIGINT, then shut down gracefully."""
+    await serve_all([(spec, port)], host, metrics_port)
+
+
+async def serve_all(
+    services: Sequence[tuple[ServiceSpec, int]], host: str, metrics_port: int
+) -> None:
+    """Run `services` (each on its port) in this process until SIGTERM or SIGINT, then
+    shut them down gracefully, the last started first (callers before what they call).
+    One metrics port: the process has one Prometheus registry, whatever it hosts."""
     if metrics_port:
         start_http_server(metrics_port, addr=host)
-        log.info("metrics", service=spec.name, url=f"http://{host}:{metrics_port}/metrics")
-    running = await start_server(spec, host, port)
+        log.info("metrics", url=f"http://{host}:{metrics_port}/metrics")
+    running = [await start_server(spec, host, port) for spec, port in services]
     # Everything loaded at start-up (modules, models, history) stays: move it out of the
     # collector's sight so full collections do not stall the event loop for 100+ ms.
     gc.collect()
@@ -159,25 +177,31 @@ async def serve_forever(spec: ServiceSpec, host: str, port: int, metrics_port: i
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("shutting down", service=spec.name)
-    await running.stop()
-    log.info("stopped", service=spec.name)
+    for server in reversed(running):
+        log.info("shutting down", service=server.spec.name)
+        await server.stop()
+        log.info("stopped", service=server.spec.name)
 
 
-def run_service(
-    name: str,
-    build: Callable[[Settings], ServiceSpec],
-    ports: Callable[[Settings], tuple[int, int]],
-) -> None:
+def run_service(service: HostedService) -> None:
     """The `main()` of every service: read the settings, configure logging, then build
     inside the running event loop (gRPC channels bind to the loop that creates them) and
-    serve on `ports(settings)` = (gRPC port, metrics port) until SIGTERM/SIGINT."""
+    serve on its ports until SIGTERM/SIGINT."""
+    run_services(service.name, [service])
+
+
+def run_services(process: str, services: Sequence[HostedService]) -> None:
+    """Several services in one process (`make run` with AIFX_COMPACT, stack/core.py):
+    one interpreter's memory instead of one each, at the price of their isolation (one
+    crash takes all of them down; supervisord restarts them together). Metrics of all of
+    them on the first one's metrics port."""
     settings = get_settings()
-    configure_logging(settings, name)
-    configure_tracing(name, settings)  # off unless AIFX_OTLP_ENDPOINT is set
-    port, metrics_port = ports(settings)
+    configure_logging(settings, process)
+    configure_tracing(process, settings)  # off unless AIFX_OTLP_ENDPOINT is set
+    bound = [(service, *service.ports(settings)) for service in services]
 
     async def serve() -> None:
-        await serve_forever(build(settings), settings.general.bind_host, port, metrics_port)
+        specs = [(service.build(settings), port) for service, port, _ in bound]
+        await serve_all(specs, settings.general.bind_host, bound[0][2])
 
     asyncio.run(serve())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import grpc
 
 from aifx.inference.v1 import inference_pb2, inference_pb2_grpc
-from common.server import ServiceSpec, run_service
+from common.server import HostedService, ServiceSpec, run_service
 from common.service_credentials import load_service_token
 from common.settings import Settings
 from inference.model_client import ModelServerClient
@@ -33,10 +33,13 @@ def build(settings: Settings) -> ServiceSpec:
     )
 
 
+SERVICE = HostedService(
+    "inference", build, lambda s: (s.network.inference_port, s.network.inference_metrics_port)
+)
+
+
 def main() -> None:
-    run_service(
-        "inference", build, lambda s: (s.network.inference_port, s.network.inference_metrics_port)
-    )
+    run_service(SERVICE)
 
 
 if __name__ == "__main__":

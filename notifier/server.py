@@ -15,7 +15,7 @@ import structlog
 from common.db import create_engine, session_factory
 from common.grpc_client import GrpcClient
 from common.logging import configure_logging
-from common.server import ServiceSpec, run_service
+from common.server import HostedService, ServiceSpec, run_service
 from common.service_credentials import load_service_token
 from common.settings import Settings, get_settings
 from common.shutdown import stop_tasks
@@ -156,9 +156,9 @@ def main() -> None:
         log.error(BOT_OFF)
         sys.exit(2)
     run_service(
-        "notifier",
-        build,
-        lambda s: (s.discord.notifier_port, s.discord.notifier_metrics_port),
+        HostedService(
+            "notifier", build, lambda s: (s.discord.notifier_port, s.discord.notifier_metrics_port)
+        )
     )
 
 

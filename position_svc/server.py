@@ -14,7 +14,7 @@ from common.db import create_engine, session_factory
 from common.kv import create_store
 from common.remote_jwks import RemoteJwks
 from common.revocation import RevocationList
-from common.server import ServiceSpec, run_service
+from common.server import HostedService, ServiceSpec, run_service
 from common.service_credentials import load_service_token
 from common.settings import Settings
 from common.shutdown import stop_tasks
@@ -100,10 +100,13 @@ def build(settings: Settings) -> ServiceSpec:
     )
 
 
+SERVICE = HostedService(
+    "position_svc", build, lambda s: (s.network.position_port, s.network.position_metrics_port)
+)
+
+
 def main() -> None:
-    run_service(
-        "position_svc", build, lambda s: (s.network.position_port, s.network.position_metrics_port)
-    )
+    run_service(SERVICE)
 
 
 if __name__ == "__main__":

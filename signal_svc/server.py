@@ -15,7 +15,7 @@ from common.db import create_engine, session_factory
 from common.kv import create_store
 from common.remote_jwks import RemoteJwks
 from common.revocation import RevocationList
-from common.server import ServiceSpec, run_service
+from common.server import HostedService, ServiceSpec, run_service
 from common.service_credentials import load_service_token
 from common.settings import Settings
 from common.shutdown import stop_tasks
@@ -149,10 +149,13 @@ def build(settings: Settings) -> ServiceSpec:
     )
 
 
+SERVICE = HostedService(
+    "signal_svc", build, lambda s: (s.network.signal_port, s.network.signal_metrics_port)
+)
+
+
 def main() -> None:
-    run_service(
-        "signal_svc", build, lambda s: (s.network.signal_port, s.network.signal_metrics_port)
-    )
+    run_service(SERVICE)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass, field
 
 from common import replicas
-from common.settings import Settings
+from common.settings import COMPACT_CORE, Settings
 
 # Component → the module that runs it, in start order: dependencies before callers,
 # Envoy after what it routes to, the `ready` banner last.
@@ -25,6 +25,7 @@ MODULES = {
     "edge": "edge",
     "envoy": "edge.envoy_proxy",
     "ready": "edge.readiness",
+    "core": "stack.core",  # AIFX_COMPACT: the COMPACT_CORE components in one process
 }
 NOTIFIER_OFF = (
     "notifier: off — AIFX_DISCORD_TOKEN is not set, so the Discord bot is not started "
@@ -49,9 +50,20 @@ def command(component: str) -> list[str]:
 
 
 def components(settings: Settings) -> list[str]:
-    """What runs: every component, but the notifier only with a Discord token."""
+    """What runs: every component, but the notifier only with a Discord token, and with
+    AIFX_COMPACT one `core` process in place of the COMPACT_CORE components."""
     bot_on = bool(settings.discord.discord_token.get_secret_value())
-    return [name for name in MODULES if bot_on or name != "notifier"]
+    compact = settings.general.compact
+    found = []
+    for name in MODULES:
+        if name == "core" or (name == "notifier" and not bot_on):
+            continue
+        if compact and name in COMPACT_CORE:
+            if "core" not in found:  # where the first of them starts: before their callers
+                found.append("core")
+            continue
+        found.append(name)
+    return found
 
 
 def programs(settings: Settings) -> list[Program]:
