@@ -1,6 +1,7 @@
 """The server bootstrap every service runs under: health, reflection, request ids,
 metrics, and errors mapped to statuses (never a bare UNKNOWN)."""
 
+import contextlib
 import logging
 
 import grpc
@@ -11,6 +12,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import REGISTRY
 
 from aifx.auth.v1 import auth_pb2, auth_pb2_grpc
+from common import interceptors
 from common.errors import NotFound
 from common.server import ServiceSpec, start_server
 from tests.infra import eventually
@@ -131,6 +133,33 @@ async def test_one_log_line_per_rpc_only_when_its_level_is_on(faulty, caplog):
     with structlog.testing.capture_logs() as events:
         await call_and_wait_until_finished()
     assert rpc_lines(events) == []
+
+
+async def test_the_rpc_line_is_debug_when_fine_and_louder_when_worth_a_look(
+    faulty, caplog, monkeypatch
+):
+    _, channel = faulty
+    stub = auth_pb2_grpc.AuthServiceStub(channel)
+    caplog.set_level(logging.DEBUG, logger="rpc")
+
+    async def level_of(call, method: str) -> str:
+        with structlog.testing.capture_logs() as events:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await call
+            lines = await eventually(
+                lambda: [e for e in events if e["event"] == "rpc" and e["method"] == method],
+                f"the line of {method}",
+            )
+        return str(lines[0]["log_level"])
+
+    preferences = f"/{SERVICE}/GetPreferences"
+    request = auth_pb2.GetPreferencesRequest()
+    assert await level_of(stub.GetPreferences(request), preferences) == "debug"  # fine
+    assert await level_of(stub.GetMe(auth_pb2.GetMeRequest()), f"/{SERVICE}/GetMe") == "info"
+    jwks = stub.GetJwks(auth_pb2.GetJwksRequest())
+    assert await level_of(jwks, f"/{SERVICE}/GetJwks") == "warning"  # the server's fault
+    monkeypatch.setattr(interceptors, "SLOW_RPC_SECONDS", 0.0)
+    assert await level_of(stub.GetPreferences(request), preferences) == "info"  # slow
 
 
 async def test_health_and_reflection_then_graceful_shutdown(faulty):

@@ -497,7 +497,7 @@ async def test_one_request_id_in_the_log_of_every_service_a_request_touched(
     token = await position_edge.new_user()
     lines = RpcLines()
     previous = structlog.get_config()
-    caplog.set_level(logging.INFO, logger="rpc")  # the per-RPC line is INFO
+    caplog.set_level(logging.DEBUG, logger="rpc")  # a successful RPC's line is DEBUG
     structlog.configure(processors=[structlog.contextvars.merge_contextvars, lines])
     try:
         response = await http.post(POSITIONS_PATH, json=open_body(None), headers=bearer(token))
