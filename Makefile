@@ -12,7 +12,7 @@ TRAIN_SITE = $(shell $(TRAIN_PY) -c 'import sysconfig; print(sysconfig.get_paths
 TRAIN_STAMP := $(TRAIN_VENV)/.installed
 ARGS ?=
 
-.PHONY: setup dashboard gen lint format test run bench soak lock clean help train train-setup audit
+.PHONY: setup dashboard gen lint format test run bench bench-rest soak lock clean help train train-setup audit
 
 help:
 	@echo "make setup   create .venv, install pinned dependencies, generate code"
@@ -22,6 +22,7 @@ help:
 	@echo "make test    run the whole test-suite"
 	@echo "make lint    ruff, contract lint (buf), gen/ freshness, import contracts, mypy"
 	@echo "make bench   run the benchmarks under bench/"
+	@echo "make bench-rest  the REST read path against FastAPI + uvicorn (bench/rest_vs_fastapi.py)"
 	@echo "make soak    the 30-minute soak (bench/soak.py): memory, p99, errors, nothing lost;"
 	@echo "             plot in docs/soak.png"
 	@echo "make audit   known-vulnerability audit: pip-audit (requirements.lock), npm audit"
@@ -98,6 +99,12 @@ bench:
 	$(PY) bench/socketio_fanout.py
 	$(PY) bench/dashboard_load.py
 	$(PY) bench/replica_scaling.py
+	$(MAKE) bench-rest
+
+# The REST read path against a FastAPI + uvicorn app on the same cores (bench-only deps).
+bench-rest: $(PY)
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	$(PY) bench/rest_vs_fastapi.py
 
 # A day of market time in 30 minutes of mixed load; matplotlib (bench-only) draws the plot.
 soak: $(PY)
