@@ -23,6 +23,9 @@ class DomainError(Exception):
     machines (google.rpc.ErrorInfo.reason); the message is for people."""
 
     reason: str = "ERROR"
+    # When the same call may succeed again (RetryInfo over gRPC, Retry-After over HTTP);
+    # None: not a matter of waiting.
+    retry_after_seconds: float | None = None
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)

@@ -267,7 +267,9 @@ def domain_error(error: grpc.aio.AioRpcError, dependency: str) -> DomainError:
         return known(message, reason=reason or None)
     unavailable_reason = reason or f"{dependency.upper().replace(' ', '_')}_UNAVAILABLE"
     return Unavailable(
-        f"{dependency} did not answer ({code.name}: {message})", reason=unavailable_reason
+        f"{dependency} did not answer ({code.name}: {message})",
+        reason=unavailable_reason,
+        retry_after_seconds=retry or 1.0,  # as Envoy tells REST clients of every 503
     )
 
 

@@ -52,7 +52,7 @@ def to_status(error: errors.DomainError) -> grpc.Status:
                 )
             )
         )
-    retry_after = getattr(error, "retry_after_seconds", None)
+    retry_after = error.retry_after_seconds
     if retry_after is not None:
         delay = duration_pb2.Duration()
         delay.FromMilliseconds(max(1, round(retry_after * 1000)))

@@ -30,7 +30,6 @@ from common.errors import (
     DomainError,
     FieldViolation,
     InvalidArgument,
-    RateLimited,
     Unauthenticated,
 )
 from common.market import Timeframe
@@ -75,7 +74,7 @@ def error_response(error: DomainError) -> web.Response:
         body["fieldViolations"] = [
             {"field": v.field, "description": v.description} for v in error.violations
         ]
-    if isinstance(error, RateLimited):
+    if error.retry_after_seconds is not None:  # a 429, or a 503 of a dependency
         headers["Retry-After"] = str(max(1, round(error.retry_after_seconds)))
     return web.json_response(body, status=_STATUS.get(code, 500), headers=headers)
 

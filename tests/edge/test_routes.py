@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edge.routes import COOKIE, SECURITY_HEADERS, SESSION_HEADER
+from common.errors import NotFound, RateLimited, Unavailable
+from edge.routes import COOKIE, SECURITY_HEADERS, SESSION_HEADER, error_response
 from tests.auth.test_auth_rpcs import PASSWORD, names
 from tests.edge.edge_stack import serving
 
@@ -209,3 +210,18 @@ async def test_the_dashboard_files_and_its_routes(edge):
     assert (await edge.get("/assets/missing.js")).status_code == 404
     assert (await edge.get("/..%2f..%2fpyproject.toml")).status_code in (403, 404)
     assert (await edge.get("/healthz")).json() == {"status": "serving"}
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "retry_after"),
+    [
+        (RateLimited("slow down", retry_after_seconds=30.2), 429, "30"),
+        (Unavailable("auth is down", retry_after_seconds=1), 503, "1"),
+        (Unavailable("auth is down"), 503, None),
+        (NotFound("no such card"), 404, None),
+    ],
+)
+def test_an_error_the_same_call_may_outwait_says_when_to_retry(error, status, retry_after):
+    response = error_response(error)
+    assert response.status == status
+    assert response.headers.get("Retry-After") == retry_after
