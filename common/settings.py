@@ -209,6 +209,9 @@ class StrategySettings(_Group):
     # A slower inference answer counts as a failure: the signal comes from the
     # technical rules instead (marked as fallback).
     inference_timeout_seconds: float = Field(default=0.5, gt=0)
+    # After 3 failed predictions in a row signal_svc stops asking (technical fallback at
+    # no cost) for this long, then tries once: how soon a recovered model is noticed.
+    inference_recovery_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("strength_thresholds")
     @classmethod

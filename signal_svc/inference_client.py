@@ -11,9 +11,10 @@ series gets either a `ModelPrediction` or the reason there is none:
   is not a failure, the breaker is not tripped, and the other series of the batch are
   asked again without the refused ones (PredictBatch is all-or-nothing).
 
-The breaker (common.circuit_breaker): after FAILURE_THRESHOLD = 3 consecutive failed calls it
-opens for RECOVERY_SECONDS = 30 s, during which no call is made at all, so a dead
-inference service costs nothing per candle instead of a timeout per candle. Then one
+The breaker (common.circuit_breaker): after FAILURE_THRESHOLD = 3 consecutive failed calls
+it opens for RECOVERY_SECONDS = 30 s by default (AIFX_INFERENCE_RECOVERY_SECONDS), during
+which no call is made at all, so a dead inference service costs nothing per candle
+instead of a timeout per candle. Then one
 call is let through (half-open): success closes the breaker, failure opens it for
 another 30 s. Three failures cost at most 3 x the timeout (1.5 s at the default 0.5 s)
 before the breaker opens; thirty seconds bounds how stale a recovery is noticed (at an

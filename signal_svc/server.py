@@ -60,6 +60,7 @@ def build(settings: Settings) -> ServiceSpec:
         settings.network.effective_inference_target,
         service_token,
         settings.strategy.inference_timeout_seconds,
+        recovery_seconds=settings.strategy.inference_recovery_seconds,
     )
     series = configured_series(settings.market, market.offered())
     declare_series(series, settings.market)

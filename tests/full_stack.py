@@ -52,8 +52,8 @@ PORTS = (
 
 def stack_commands() -> dict[str, list[str]]:
     """`make run`'s processes (one of each), by name, without the notifier (no Discord
-    token here)."""
-    return {name: command(name) for name in MODULES if name != "notifier"}
+    token here) and in the default layout (no AIFX_COMPACT core)."""
+    return {name: command(name) for name in MODULES if name not in ("notifier", "core")}
 
 
 def migrate(env: dict[str, str]) -> None:
@@ -117,17 +117,22 @@ class FullStack:
                 start_new_session=True,
             )
 
-    def stop(self, name: str, timeout: float = 15.0) -> None:
-        """SIGTERM one process (SIGKILL if it lingers)."""
-        process = self.processes.get(name)
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    def stop(self, *names: str, timeout: float = 15.0) -> None:
+        """SIGTERM these processes at once, then wait for each (SIGKILL if it lingers)."""
+        running = [
+            process
+            for process in (self.processes.get(name) for name in names)
+            if process is not None and process.poll() is None
+        ]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for process in running:
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
     def log(self, name: str, tail: int = 4000) -> str:
         path = self.log_path(name)
@@ -164,6 +169,8 @@ class FullStack:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        # Envoy and the edge first, so clients see the front door close, then the rest.
-        for name in ("envoy", "ready", "edge", *self.processes):
-            self.stop(name)
+        # Envoy and the edge first, so clients see the front door close, then the rest
+        # together: each ends the streams it serves as it stops, so none waits out its
+        # grace for a caller that is stopping too.
+        self.stop("envoy", "ready", "edge")
+        self.stop(*self.processes)

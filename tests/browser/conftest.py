@@ -77,9 +77,15 @@ def require_prerequisites() -> None:
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FullStack]:
     require_prerequisites()
-    # Default settings but a fast replay and cheap password hashing. (The page's origin
-    # is Envoy's free port: the edge must accept it for Socket.IO as the page's own.)
-    stack = FullStack(tmp_path_factory.mktemp("stack"), replay_speed=REPLAY_SPEED, bcrypt_rounds=4)
+    # Default settings but a fast replay, cheap password hashing and a recovered model
+    # noticed within 3 s, not 30. (The page's origin is Envoy's free port: the edge must
+    # accept it for Socket.IO as the page's own.)
+    stack = FullStack(
+        tmp_path_factory.mktemp("stack"),
+        replay_speed=REPLAY_SPEED,
+        bcrypt_rounds=4,
+        inference_recovery_seconds=3,
+    )
     with stack as running:
         yield running
 

@@ -125,4 +125,4 @@ async def test_a_dead_model_server_marks_signals_technical_fallback_then_model_a
     finally:
         stack.processes["model_server"].wait(15)
         stack.start("model_server")
-    await expect(source).to_contain_text("Model", timeout=90_000)
+    await expect(source).to_contain_text("Model", timeout=60_000)

@@ -19,11 +19,13 @@ from tests.infra import (
     drop_postgres_database,
 )
 
-# Ten hour bars a second, cheap password hashing, failed logins counted but not limited.
+# Ten hour bars a second, cheap password hashing, failed logins counted but not limited,
+# a recovered model noticed within 3 s (not 30).
 DEFAULTS: dict[str, object] = {
     "replay_speed": 36_000,
     "bcrypt_rounds": 4,
     "login_failure_limit_per_address": "1000/minute",
+    "inference_recovery_seconds": 3,
 }
 
 

@@ -55,6 +55,7 @@ async def stack(tmp_path: Path, standin: DiscordStandin) -> AsyncIterator[Superv
         tmp_path,
         replay_speed=36_000,
         bcrypt_rounds=4,
+        inference_recovery_seconds=3,  # a recovered model noticed within 3 s, not 30
         discord_token=TOKEN,
         discord_api_base=standin.api_base,
     )
