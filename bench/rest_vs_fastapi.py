@@ -16,8 +16,11 @@ with two `wrk -t1 -c16` at once, one per process, their req/s summed and the wor
 and p99 taken. Printed: each round, the medians, the ratio AIFX / reference, and the CPU
 seconds each process used over the rounds (which is where AIFX's time goes).
 
-Run:  .venv/bin/pip install -r bench/requirements.txt   (FastAPI, uvicorn: bench only)
-      .venv/bin/python bench/rest_vs_fastapi.py [--rounds 3] [--duration 15]
+With --profile PROGRAM (e.g. `signal`), py-spy samples that process of the stack during
+the first AIFX round and the functions it spent its time in are printed: where to look.
+
+Run:  .venv/bin/pip install -r bench/requirements.txt   (FastAPI, uvicorn, py-spy: bench only)
+      .venv/bin/python bench/rest_vs_fastapi.py [--rounds 3] [--duration 15] [--profile signal]
 Needs wrk (Debian's `wrk`).
 """
 
@@ -32,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,6 +133,54 @@ def load(
         side.cpu[name] = side.cpu.get(name, 0.0) + used
 
 
+def start_profile(
+    args: argparse.Namespace, stack: SupervisedStack, path: Path
+) -> subprocess.Popen[bytes]:
+    """py-spy sampling program `args.profile` of the stack for most of a round."""
+    pid = stack.pid(args.profile)
+    if not pid:
+        raise RuntimeError(f"no program {args.profile!r} is running:\n{stack.ctl('status')}")
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(1, int(args.duration) - 2)),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--output",
+            str(path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def print_profile(path: Path, top: int = 20) -> None:
+    """The functions the profiled process spent its time in (py-spy's collapsed stacks):
+    by their own time, and with what they called."""
+    own: Counter[str] = Counter()
+    within: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        samples = int(count)
+        total += samples
+        frames = stack.split(";")
+        own[frames[-1]] += samples
+        for frame in set(frames):
+            within[frame] += samples
+    print(f"\nprofile ({total} samples):")
+    for title, counter in (("own time", own), ("with callees", within)):
+        print(f"  {title}:")
+        for frame, samples in counter.most_common(top):
+            print(f"    {100 * samples / total:5.1f} %  {frame[:110]}")
+
+
 def start_reference(
     workdir: Path, stack_url: str, token: str
 ) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
@@ -220,12 +272,14 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
     parser.add_argument("--keep-workdir", action="store_true")
+    parser.add_argument("--profile", metavar="PROGRAM", help="py-spy this program (e.g. signal)")
     args = parser.parse_args()
     if not shutil.which(args.wrk):
         print(WRK_MISSING, file=sys.stderr)
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="aifx-rest-vs-fastapi-"))
     aifx, reference = Side("AIFX"), Side("FastAPI")
+    profiled: Path | None = None
     try:
         with SupervisedStack(workdir, log_format="console") as stack:
             assert stack.process is not None
@@ -238,7 +292,12 @@ def main() -> int:
             try:
                 for n in range(args.rounds):
                     print(f"round {n + 1}/{args.rounds} …", flush=True)
+                    profile = workdir / "profile.txt"
+                    spy = start_profile(args, stack, profile) if args.profile and n == 0 else None
                     load(args, aifx, [stack.url + SIGNAL_PATH], token, stack.process.pid, {})
+                    if spy is not None:
+                        spy.wait(30)
+                        profiled = profile
                     load(args, reference, urls, token, processes[0].pid, extra)
             finally:
                 for process in processes:
@@ -249,6 +308,8 @@ def main() -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     report(args, aifx, reference)
+    if profiled is not None:
+        print_profile(profiled)
     return 0
 
 
