@@ -160,13 +160,13 @@ def start_profile(
     )
 
 
-def print_profile(path: Path, top: int = 20) -> None:
+def print_profile(collapsed: str, top: int = 20) -> None:
     """The functions the profiled process spent its time in (py-spy's collapsed stacks):
     by their own time, and with what they called."""
     own: Counter[str] = Counter()
     within: Counter[str] = Counter()
     total = 0
-    for line in path.read_text().splitlines():
+    for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
         samples = int(count)
         total += samples
@@ -279,7 +279,7 @@ def main() -> int:
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="aifx-rest-vs-fastapi-"))
     aifx, reference = Side("AIFX"), Side("FastAPI")
-    profiled: Path | None = None
+    profiled: str | None = None
     try:
         with SupervisedStack(workdir, log_format="console") as stack:
             assert stack.process is not None
@@ -297,7 +297,7 @@ def main() -> int:
                     load(args, aifx, [stack.url + SIGNAL_PATH], token, stack.process.pid, {})
                     if spy is not None:
                         spy.wait(30)
-                        profiled = profile
+                        profiled = profile.read_text()  # before the workdir goes
                     load(args, reference, urls, token, processes[0].pid, extra)
             finally:
                 for process in processes:
