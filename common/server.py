@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import grpc
 import structlog
+import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
@@ -204,4 +205,7 @@ def run_services(process: str, services: Sequence[HostedService]) -> None:
         specs = [(service.build(settings), port) for service, port, _ in bound]
         await serve_all(specs, settings.general.bind_host, bound[0][2])
 
-    asyncio.run(serve())
+    # uvloop's event loop (libuv, in C) instead of asyncio's own: gRPC's aio server runs
+    # every call through the loop, and on the REST read path the loop was most of
+    # signal_svc's own CPU (issue 15: 0.27 -> 0.23 ms per GetSignal, +15 % req/s).
+    uvloop.run(serve())
