@@ -112,15 +112,9 @@ async def wait_for_stack(settings: Settings) -> None:
         f"  Model server      {host}:{settings.network.model_server_port}   "
         f"(TensorFlow Serving API, {_models(settings)})\n"
         f"  Envoy admin       http://127.0.0.1:{settings.network.envoy_admin_port}\n"
-        f"  Metrics           http://{host}:{settings.network.auth_metrics_port}/metrics (auth), "
-        f":{settings.network.signal_metrics_port} (signal), "
-        f":{settings.network.position_metrics_port} (position), "
-        f":{settings.network.inference_metrics_port} (inference), "
-        f":{settings.network.edge_metrics_port} (edge), "
-        f":{settings.network.model_server_metrics_port} (model server)"
-        + (f", :{settings.discord.notifier_metrics_port} (notifier)" if bot_on else "")
-        + f"\n  Discord bot       {_bot(settings) if bot_on else 'off: set AIFX_DISCORD_TOKEN'}\n"
-        f"  Processes         {_processes(settings)}\n"
+        f"  Metrics           {metrics_line(settings, host, bot_on)}\n"
+        f"  Discord bot       {_bot(settings) if bot_on else 'off: set AIFX_DISCORD_TOKEN'}\n"
+        f"  Processes         {processes_line(settings)}\n"
         "Press Ctrl-C to stop everything.\n",
         flush=True,
     )
@@ -148,10 +142,37 @@ def _bot(settings: Settings) -> str:
     return f"on, talking to {where}; health {settings.discord.notifier_port}"
 
 
-def _processes(settings: Settings) -> str:
+def metrics_line(settings: Settings, host: str, bot_on: bool) -> str:
+    """Where each process's Prometheus metrics are (the compact core's all on one port)."""
+    network = settings.network
+    ports: list[tuple[int, str]] = (
+        [(network.signal_metrics_port, "core: signal, inference, auth, position")]
+        if settings.general.compact
+        else [
+            (network.auth_metrics_port, "auth"),
+            (network.signal_metrics_port, "signal"),
+            (network.position_metrics_port, "position"),
+            (network.inference_metrics_port, "inference"),
+        ]
+    )
+    ports += [
+        (network.edge_metrics_port, "edge"),
+        (network.model_server_metrics_port, "model server"),
+    ]
+    if bot_on:
+        ports.append((settings.discord.notifier_metrics_port, "notifier"))
+    (first, label), *rest = ports
+    return ", ".join(
+        [f"http://{host}:{first}/metrics ({label})", *(f":{p} ({name})" for p, name in rest)]
+    )
+
+
+def processes_line(settings: Settings) -> str:
     """How many of each replicated service run, and how to see and steer them."""
     count = settings.general.replicas
     each = "one of each service" if count == 1 else f"{count} replicas of each service"
+    if settings.general.compact:
+        each = "signal, inference, auth and position in one core process (AIFX_COMPACT)"
     control = settings.general.var_dir / "supervisord.conf"
     return (
         f"{each}, restarted if they die; "

@@ -16,6 +16,7 @@ import pytest
 from common import replicas
 from common.prometheus_targets import target_groups
 from common.settings import Settings
+from edge.readiness import metrics_line, processes_line
 from stack.programs import programs
 from tests.envoy import PASSWORD
 from tests.supervised_stack import SupervisedStack
@@ -49,6 +50,14 @@ def test_prometheus_scrapes_the_core_once_on_the_signal_metrics_port() -> None:
     assert groups["edge"] and groups["model-server"]
 
 
+def test_the_ready_banner_names_the_core_and_its_one_metrics_port() -> None:
+    settings = compact(signal_metrics_port=9300, auth_metrics_port=9301)
+    line = metrics_line(settings, "127.0.0.1", bot_on=False)
+    assert line.startswith("http://127.0.0.1:9300/metrics (core: signal, inference, auth")
+    assert "9301" not in line and "(auth)" not in line
+    assert "one core process (AIFX_COMPACT)" in processes_line(settings)
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SupervisedStack]:
     workdir: Path = tmp_path_factory.mktemp("compact")
@@ -70,6 +79,7 @@ def sign_up(url: str) -> httpx.Client:
 
 def test_one_core_process_serves_every_service_through_envoy(stack: SupervisedStack) -> None:
     stack.wait_until(lambda: stack.running("core"), "core RUNNING")
+    assert "one core process (AIFX_COMPACT)" in stack.log(1_000_000)  # the ready banner
     status = stack.ctl("status")
     for gone in ("auth", "signal", "position", "inference"):
         assert f"\n{gone} " not in f"\n{status}", status
