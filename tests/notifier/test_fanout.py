@@ -108,7 +108,8 @@ async def test_each_recipient_gets_one_dm_per_signal_even_when_read_twice(ledger
     assert await fanout.resume_after() == first.id
     assert await Sender(ledger, discord, closed).send_pending() == 3
     assert await Sender(ledger, discord, closed).send_pending() == 0
-    assert [user for user, _ in discord.requests] == ["111", "222", "333"]
+    # One each (users are sent to concurrently, so in any order between them).
+    assert sorted(user for user, _ in discord.requests) == ["111", "222", "333"]
     assert len(discord.created) == 3
 
 
@@ -225,8 +226,8 @@ def _nonce(signal_view: SignalView, discord_id: str) -> str:
 async def test_a_transient_failure_lets_the_dms_in_flight_finish_and_starts_no_more(ledger):
     fanout = SignalFanout(ledger, Recipients(MANY))
     await fanout.owe(signal())
-    discord = InFlight(expected=4)
+    discord = InFlight(expected=2)
     discord.failing_for.add(MANY[1][1])
     assert await Sender(ledger, discord, Closed(), concurrency=2).send_pending() == 1
-    assert [user for user, _ in discord.requests] == [MANY[0][1], MANY[1][1]]
+    assert sorted(user for user, _ in discord.requests) == sorted([MANY[0][1], MANY[1][1]])
     assert len(await ledger.pending()) == 5  # the failed one included: tried again later
