@@ -3,7 +3,8 @@ bug": the interceptor answers those UNAVAILABLE (HTTP 503, with a retry delay) i
 of INTERNAL (500), and background loops retry them instead of dropping their work.
 
 - a connection that failed or timed out (`ConnectionError`, `TimeoutError`: raised raw
-  by asyncpg while SQLAlchemy opens a connection, and by any other client);
+  by asyncpg while SQLAlchemy opens a connection, and by any other client), or that the
+  server refused while shutting down or starting up (asyncpg's own error, also raw);
 - SQLAlchemy's pool timeout: every pooled connection is busy (slow queries);
 - a database error whose SQLSTATE says the connection or the server went away or the
   statement was cancelled (class 08 connection exception, 57 operator intervention —
@@ -57,9 +58,14 @@ def _database_busy(exc: BaseException) -> bool:
 
 def _database_gone(exc: BaseException) -> bool:
     sa_exc = sys.modules.get("sqlalchemy.exc")
-    if sa_exc is None or not isinstance(exc, sa_exc.DBAPIError):
-        return False
-    if exc.connection_invalidated or isinstance(exc, sa_exc.InterfaceError):
-        return True
-    sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
-    return sqlstate.startswith(_UNAVAILABLE_SQLSTATE_CLASSES)
+    if sa_exc is not None and isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, sa_exc.InterfaceError):
+            return True
+        sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+        return sqlstate.startswith(_UNAVAILABLE_SQLSTATE_CLASSES)
+    # asyncpg's own error, raised raw while SQLAlchemy opens a connection to a server
+    # that is going down or coming up ("the database system is shutting down", 57P03).
+    asyncpg_exc = sys.modules.get("asyncpg.exceptions")
+    if asyncpg_exc is not None and isinstance(exc, asyncpg_exc.PostgresError):
+        return str(exc.sqlstate or "").startswith(_UNAVAILABLE_SQLSTATE_CLASSES)
+    return False

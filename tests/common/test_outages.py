@@ -3,6 +3,7 @@ errors from asyncpg through SQLAlchemy against the local PostgreSQL and a closed
 
 from __future__ import annotations
 
+import asyncpg
 import grpc
 import pytest
 from google.rpc import error_details_pb2
@@ -105,3 +106,12 @@ def test_an_outage_answers_unavailable_with_a_retry_delay() -> None:
     retry = error_details_pb2.RetryInfo()
     assert any(d.Unpack(retry) for d in details(status).details)
     assert retry.retry_delay.ToMilliseconds() == 1000
+
+
+def test_a_server_shutting_down_refusing_a_new_connection_is_an_outage() -> None:
+    # asyncpg raises its own error, not wrapped by SQLAlchemy, when the server answers a
+    # new connection with 57P03 (a restart caught it: the signal of that candle was lost).
+    refused = asyncpg.exceptions.CannotConnectNowError("the database system is shutting down")
+    unavailable = as_unavailable(refused)
+    assert unavailable is not None and unavailable.reason == "DATABASE_UNAVAILABLE"
+    assert as_unavailable(asyncpg.exceptions.UniqueViolationError("duplicate key")) is None
